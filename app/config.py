@@ -1,0 +1,93 @@
+"""Gateway settings, read from MAAS_GATEWAY_* environment variables or a .env file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MAAS_GATEWAY_"
+
+
+def parse_api_key(value: str) -> tuple[str, str, str]:
+    """Split a MAAS API key into (consumer key, token key, token secret) (maas-api.md §2.1)."""
+    parts = value.strip().split(":")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError("must be three non-empty parts: consumer_key:token_key:token_secret")
+    return parts[0], parts[1], parts[2]
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be told; the defaults suit a demo against the simulator."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    maas_url: str | None = Field(
+        default=None,
+        description="MAAS base URL (http://host:5240/MAAS); unset runs the embedded simulator.",
+    )
+    maas_api_key: SecretStr | None = Field(
+        default=None, description="MAAS API key, consumer_key:token_key:token_secret."
+    )
+    maas_ca_bundle: str | None = Field(
+        default=None, description="Path to a CA bundle for TLS to MAAS (certificates are verified)."
+    )
+    maas_connect_timeout: PositiveFloat = Field(default=5.0, description="Seconds to connect.")
+    maas_timeout: PositiveFloat = Field(
+        default=30.0, description="Seconds for one upstream request (read/write/pool)."
+    )
+    maas_max_connections: PositiveInt = Field(
+        default=100, description="Upstream connection pool size."
+    )
+    maas_max_concurrency: PositiveInt = Field(
+        default=64, description="Upper bound on upstream requests in flight at once."
+    )
+    maas_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        default=2, description="Retries for idempotent reads and connection failures."
+    )
+    maas_retry_backoff: Annotated[float, Field(ge=0)] = Field(
+        default=0.1, description="Base backoff in seconds between retries (with jitter)."
+    )
+    upload_chunk_size: Annotated[int, Field(ge=64 * 1024, le=10 * 1024 * 1024)] = Field(
+        default=4 * 1024 * 1024,
+        description="Bytes per upload chunk to MAAS (at most 10 MiB: MAAS's nginx limit).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(default=8000, description="Port.")
+    log_level: str = Field(default="info", description="Log level (debug, info, warning, error).")
+
+    @field_validator("maas_api_key")
+    @classmethod
+    def _check_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_key(value.get_secret_value())
+        return value
+
+    @field_validator("maas_url")
+    @classmethod
+    def _check_maas_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return level
