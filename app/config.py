@@ -63,6 +63,48 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024,
         description="Bytes per upload chunk to MAAS (at most 10 MiB: MAAS's nginx limit).",
     )
+    cache_ttl_boot_resources: PositiveFloat = Field(
+        default=30.0, description="Seconds a boot-resource list stays fresh."
+    )
+    cache_ttl_boot_resource: PositiveFloat = Field(
+        default=60.0, description="Seconds one boot resource's sets and files stay fresh."
+    )
+    cache_ttl_boot_sources: PositiveFloat = Field(
+        default=120.0, description="Seconds boot sources stay fresh."
+    )
+    cache_ttl_selections: PositiveFloat = Field(
+        default=120.0, description="Seconds a boot source's selections stay fresh."
+    )
+    cache_ttl_import_status: PositiveFloat = Field(
+        default=5.0, description="Seconds the import status stays fresh."
+    )
+    cache_ttl_while_importing: PositiveFloat = Field(
+        default=2.0, description="Boot-resource TTL while an import runs (progress moves)."
+    )
+    cache_stale_ttl: Annotated[float, Field(ge=0)] = Field(
+        default=300.0, description="Seconds past expiry an entry may be served when MAAS fails."
+    )
+    cache_max_entries: PositiveInt = Field(
+        default=10_000, description="Entries the entity cache holds at most."
+    )
+    response_cache_ttl: Annotated[float, Field(ge=0)] = Field(
+        default=30.0, description="Seconds a full GraphQL response is reused (0 turns it off)."
+    )
+    response_cache_max_bytes: PositiveInt = Field(
+        default=64 * 1024 * 1024, description="Bytes the full-response cache holds at most."
+    )
+    fanout_concurrency: PositiveInt = Field(
+        default=64, description="Detail reads one request may have in flight at once."
+    )
+    max_fanout: PositiveInt = Field(
+        default=500, description="Detail reads one request may make in all."
+    )
+    import_poll_interval: PositiveFloat = Field(
+        default=1.0, description="Seconds between import-progress polls while someone listens."
+    )
+    graphql_max_depth: PositiveInt = Field(default=10, description="Deepest GraphQL document.")
+    graphql_max_aliases: PositiveInt = Field(default=30, description="Aliases per document.")
+    graphql_max_tokens: PositiveInt = Field(default=2000, description="Tokens per document.")
     host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
     port: Annotated[int, Field(ge=0, le=65535)] = Field(default=8000, description="Port.")
     log_level: str = Field(default="info", description="Log level (debug, info, warning, error).")

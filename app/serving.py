@@ -41,7 +41,7 @@ class BackgroundServer:
         )
         self._server = uvicorn.Server(self._config)
         # The host process owns signals; a background server must not take them over.
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, name="uvicorn", daemon=True
         )
@@ -60,6 +60,11 @@ class BackgroundServer:
                 raise TimeoutError(f"server on {self.url} did not start within {timeout}s")
             time.sleep(0.01)
         return self
+
+    def wait(self) -> None:
+        """Block until the server stops (polling, so Ctrl-C reaches the main thread)."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._server.should_exit = True

@@ -1,0 +1,152 @@
+"""The `maas-gateway` command: serve the gateway, run the simulator alone, export contracts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.config import ENV_PREFIX, Settings
+
+
+def _fail(message: str) -> int:
+    print(f"maas-gateway: {message}", file=sys.stderr)
+    return 2
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per bad setting, named as the operator sets it; never the rejected value."""
+    lines = []
+    for item in error.errors():
+        name = ENV_PREFIX + "_".join(str(part) for part in item["loc"]).upper()
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"invalid setting {name}: {reason}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    try:
+        settings = load_settings(host=args.host, port=args.port)
+    except ValidationError as error:
+        return _fail(describe_settings_error(error))
+
+    simulator = None
+    if settings.maas_url is None:
+        # Demo mode: the only place the gateway starts the simulator (DESIGN.md, "The simulator").
+        from app.serving import BackgroundServer
+        from app.simulator import SimulatorConfig, create_simulator
+
+        sim_config = SimulatorConfig(seed=args.seed)
+        simulator = BackgroundServer(create_simulator(sim_config)).start()
+        api_key = sim_config.resolved_admin_key()
+        settings = settings.model_copy(
+            update={"maas_url": f"{simulator.url}/MAAS", "maas_api_key": api_key}
+        )
+        print(f"MAAS simulator: {simulator.url}/MAAS/  (demo mode: no MAAS_GATEWAY_MAAS_URL set)")
+        print(f"Simulator admin API key: {api_key}")
+    elif settings.maas_api_key is None:
+        return _fail(f"invalid setting {ENV_PREFIX}MAAS_API_KEY: required when MAAS_URL is set")
+
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"Gateway: {base}/  GraphiQL: {base}/graphql  REST: {base}/api/v1/")
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            workers=1,
+        )
+    finally:
+        if simulator is not None:
+            simulator.stop()
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from app.serving import BackgroundServer
+    from app.simulator import SimulatorConfig, create_simulator
+
+    try:
+        config = SimulatorConfig(
+            admin_key=args.admin_key,
+            user_key=args.user_key,
+            latency_ms=args.latency_ms,
+            jitter_ms=args.jitter_ms,
+            seed=args.seed,
+            maas_version=args.maas_version,
+            import_duration_s=args.import_duration,
+            extra_resources=args.extra_resources,
+        )
+        config.resolved_admin_key()
+    except ValueError as error:
+        return _fail(f"invalid simulator option: {error}")
+    try:
+        server = BackgroundServer(create_simulator(config), host=args.host, port=args.port)
+    except OSError as error:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
+    print(f"MAAS simulator (MAAS {config.maas_version}): {server.url}/MAAS/", flush=True)
+    print(f"Admin API key: {config.resolved_admin_key()}", flush=True)
+    print(f"User API key:  {config.resolved_user_key()}", flush=True)
+    print(f"Control: {server.url}/_simulator/", flush=True)
+    server.start()
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maas-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve", help="run the gateway (starts the simulator when no MAAS URL is set)"
+    )
+    serve.add_argument("--host", help="address to listen on (MAAS_GATEWAY_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (MAAS_GATEWAY_PORT)")
+    serve.add_argument("--seed", type=int, default=0, help="demo-mode simulator seed")
+    serve.set_defaults(handler=_serve)
+
+    simulate = commands.add_parser("simulate", help="run the MAAS simulator alone")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=5240)
+    simulate.add_argument("--admin-key", help="fixed admin API key (consumer:token:secret)")
+    simulate.add_argument("--user-key", help="fixed non-admin API key (consumer:token:secret)")
+    simulate.add_argument("--latency-ms", type=float, default=0.0, help="latency per request")
+    simulate.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency")
+    simulate.add_argument("--seed", type=int, default=0, help="seed for state and keys")
+    simulate.add_argument("--maas-version", default="3.5", help="MAAS version to behave as")
+    simulate.add_argument(
+        "--import-duration", type=float, default=10.0, help="seconds an image import takes"
+    )
+    simulate.add_argument(
+        "--extra-resources", type=int, default=0, help="extra uploaded boot resources to seed"
+    )
+    simulate.set_defaults(handler=_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

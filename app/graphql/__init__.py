@@ -1,0 +1,1 @@
+"""The GraphQL face: schema, resolvers, context and the HTTP/websocket router."""

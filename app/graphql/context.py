@@ -1,0 +1,66 @@
+"""Per-request GraphQL context: the caller, the service and the request's data loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from strawberry.dataloader import DataLoader
+from strawberry.fastapi import BaseContext
+
+from app import models
+from app.errors import PayloadTooLarge
+from app.service import BootService, Caller
+
+
+@dataclass
+class Loaders:
+    """Batch the nested reads of one request; each read is still cached and single-flighted."""
+
+    service: BootService
+    caller: Caller
+    fanout_used: int = 0
+    boot_resource: DataLoader[int, models.BootResource] = field(init=False)
+    selections: DataLoader[int, list[models.BootSourceSelection]] = field(init=False)
+    boot_source: DataLoader[int, models.BootSource] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.boot_resource = DataLoader(load_fn=self._load_boot_resources)
+        self.selections = DataLoader(load_fn=self._load_selections)
+        self.boot_source = DataLoader(load_fn=self._load_boot_sources)
+
+    async def _load_boot_resources(
+        self, ids: Sequence[int]
+    ) -> Sequence[models.BootResource | BaseException]:
+        # The cap counts every detail read of the request, across batches and aliases.
+        self.fanout_used += len(ids)
+        limit = self.service.max_fanout
+        if self.fanout_used > limit:
+            error = PayloadTooLarge(
+                f"this query needs more than {limit} boot-resource reads; narrow it with a filter",
+                details={"limit": limit},
+            )
+            return [error] * len(ids)
+        return await self.service.get_boot_resources_settled(self.caller, ids)
+
+    async def _load_selections(
+        self, source_ids: Sequence[int]
+    ) -> Sequence[list[models.BootSourceSelection] | BaseException]:
+        return await self.service.settle(
+            [self.service.list_selections(self.caller, i) for i in source_ids]
+        )
+
+    async def _load_boot_sources(
+        self, source_ids: Sequence[int]
+    ) -> Sequence[models.BootSource | BaseException]:
+        return await self.service.settle(
+            [self.service.get_boot_source(self.caller, i) for i in source_ids]
+        )
+
+
+class GraphQLContext(BaseContext):
+    def __init__(self, service: BootService, caller: Caller) -> None:
+        super().__init__()
+        self.service = service
+        self.caller = caller
+        self.loaders = Loaders(service, caller)

@@ -1,0 +1,197 @@
+"""Answers a repeated GraphQL query from stored bytes at the ASGI edge, before GraphQL runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from graphql import GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.callers import CallerResolver
+from app.service import BootService
+
+log = logging.getLogger(__name__)
+
+MAX_CACHEABLE_REQUEST = 256 * 1024
+
+
+@lru_cache(maxsize=512)
+def is_query(document: str, operation_name: str | None) -> bool:
+    """Only queries may be answered from a stored response; never mutations or subscriptions."""
+    try:
+        parsed = parse(document, max_tokens=5000)
+    except GraphQLSyntaxError:
+        return False
+    operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    return len(operations) == 1 and bool(operations[0].operation is OperationType.QUERY)
+
+
+class ResponseCacheEdge:
+    """ASGI middleware in front of `/graphql` (DESIGN.md, "Performance model": cache hits skip
+    routing, parsing and JSON encoding)."""
+
+    def __init__(
+        self, app: ASGIApp, *, service: BootService, callers: CallerResolver, path: str
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.callers = callers
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or self.service.responses is None:
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        body = b""
+        if method == "POST":
+            body, complete = await _read_body(receive, MAX_CACHEABLE_REQUEST)
+            if not complete or not _is_json(scope):
+                await self.app(scope, _replay(body, receive, complete), send)
+                return
+            request = _json_object(body)
+        elif method == "GET":
+            request = _query_params(scope)
+        else:
+            request = None
+        replay = _replay(body, receive, True)
+        document = request.get("query") if request else None
+        variables = request.get("variables") if request else None
+        operation = request.get("operationName") if request else None
+        if (
+            not isinstance(document, str)
+            or not isinstance(variables, dict | None)
+            or not isinstance(operation, str | None)
+        ):
+            await self.app(scope, replay, send)
+            return
+        try:
+            caller = self.callers.resolve(HTTPConnection(scope))
+        except Exception:
+            await self.app(scope, replay, send)
+            return
+        key = self.service.response_key(document, variables, operation)
+        stored = self.service.cached_response(caller, key)
+        if stored is not None:
+            await _send_json(send, stored, b"HIT")
+            return
+        if not is_query(document, operation):
+            await self.app(scope, replay, send)
+            return
+        captured = _Captured(send)
+        with self.service.track_dependencies() as reads:
+            await self.app(scope, replay, captured)
+        if captured.status == 200 and captured.complete and captured.body:
+            try:
+                result = orjson.loads(captured.body)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(result, dict) and not result.get("errors"):
+                self.service.store_response(caller, key, captured.body, reads)
+
+
+class _Captured:
+    """Passes a response through while keeping a copy of its status and body."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 0
+        self.chunks: list[bytes] = []
+        self.complete = False
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", []), (b"x-cache", b"MISS")]
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+            self.complete = not message.get("more_body", False)
+        await self._send(message)
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+        if size > limit:
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive, complete: bool) -> Receive:
+    """Hand the downstream app the body already read, then the rest of the stream."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        return await receive()
+
+    return replay
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json"
+    return False
+
+
+def _json_object(body: bytes) -> MutableMapping[str, Any] | None:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _query_params(scope: Scope) -> MutableMapping[str, Any] | None:
+    params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if "query" not in params:
+        return None
+    request: dict[str, Any] = {"query": params["query"][0]}
+    if "operationName" in params:
+        request["operationName"] = params["operationName"][0]
+    if "variables" in params:
+        try:
+            request["variables"] = orjson.loads(params["variables"][0])
+        except orjson.JSONDecodeError:
+            return None
+    return request
+
+
+async def _send_json(send: Send, body: bytes, cache: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-cache", cache),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,346 @@
+"""The GraphQL schema: queries, mutations, the import-progress subscription and its limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import strawberry
+from graphql import ASTValidationRule, GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import Info
+
+from app import models
+from app.errors import Conflict, GatewayError, NotFound, ValidationFailed
+from app.graphql import types
+from app.graphql.context import GraphQLContext
+from app.cache import CacheOutcome
+from app.service import ReadLog, track_reads
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+GInfo = Info[GraphQLContext, None]
+
+# Failures a caller can act on come back as typed `errors` in a mutation's payload.
+EXPECTED = (ValidationFailed, NotFound, Conflict)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        graphql_type=list[types.BootResource], description="Boot resources, optionally filtered."
+    )
+    async def boot_resources(
+        self, info: GInfo, filter: types.BootResourceFilter | None = None
+    ) -> list[models.BootResource]:
+        ctx = info.context
+        wanted = filter.to_model() if filter is not None else None
+        return await ctx.service.list_boot_resources(ctx.caller, wanted)
+
+    @strawberry.field(
+        graphql_type=types.BootResource | None, description="One boot resource, with its sets."
+    )
+    async def boot_resource(self, info: GInfo, id: strawberry.ID) -> models.BootResource | None:
+        resource_id = _parse_id(id)
+        try:
+            return await info.context.loaders.boot_resource.load(resource_id)
+        except NotFound:
+            return None
+
+    @strawberry.field(graphql_type=list[types.BootSource], description="Every boot source.")
+    async def boot_sources(self, info: GInfo) -> list[models.BootSource]:
+        return await info.context.service.list_boot_sources(info.context.caller)
+
+    @strawberry.field(graphql_type=types.BootSource | None, description="One boot source.")
+    async def boot_source(self, info: GInfo, id: strawberry.ID) -> models.BootSource | None:
+        try:
+            return await info.context.loaders.boot_source.load(_parse_id(id))
+        except NotFound:
+            return None
+
+    @strawberry.field(
+        graphql_type=types.ImportStatus,
+        description="Whether MAAS is importing, with the resources still incomplete.",
+    )
+    async def import_status(self, info: GInfo) -> models.ImportStatus:
+        return await info.context.service.import_status(info.context.caller)
+
+
+def _parse_id(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValidationFailed(
+            f"{value!r} is not a valid id", fields={"id": ["must be an integer"]}
+        ) from None
+    if number <= 0:
+        raise ValidationFailed(f"{value!r} is not a valid id", fields={"id": ["must be > 0"]})
+    return number
+
+
+async def _attempt(call: Awaitable[T]) -> tuple[T | None, list[types.UserError]]:
+    try:
+        return await call, []
+    except EXPECTED as error:
+        return None, types.user_errors(error)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create a boot source.")
+    async def create_boot_source(
+        self, info: GInfo, input: types.CreateBootSourceInput
+    ) -> types.BootSourcePayload:
+        ctx = info.context
+        try:
+            keyring = types.decode_keyring(input.keyring_data)
+        except ValidationFailed as error:
+            return types.BootSourcePayload(boot_source=None, errors=types.user_errors(error))
+        source, errors = await _attempt(
+            ctx.service.create_boot_source(
+                ctx.caller,
+                url=input.url,
+                keyring_filename=input.keyring_filename,
+                keyring_data=keyring,
+            )
+        )
+        return types.BootSourcePayload(boot_source=source, errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation(description="Change a boot source; absent fields keep their values.")
+    async def update_boot_source(
+        self, info: GInfo, id: strawberry.ID, input: types.UpdateBootSourceInput
+    ) -> types.BootSourcePayload:
+        ctx = info.context
+        try:
+            source_id = _parse_id(id)
+            keyring = types.decode_keyring(input.keyring_data)
+        except ValidationFailed as error:
+            return types.BootSourcePayload(boot_source=None, errors=types.user_errors(error))
+        source, errors = await _attempt(
+            ctx.service.update_boot_source(
+                ctx.caller,
+                source_id,
+                url=input.url,
+                keyring_filename=input.keyring_filename,
+                keyring_data=keyring,
+            )
+        )
+        return types.BootSourcePayload(boot_source=source, errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation(description="Delete a boot source and its selections.")
+    async def delete_boot_source(self, info: GInfo, id: strawberry.ID) -> types.DeletePayload:
+        return await _delete(info, id, info.context.service.delete_boot_source)
+
+    @strawberry.mutation(description="Add a selection to a boot source.")
+    async def create_boot_source_selection(
+        self,
+        info: GInfo,
+        boot_source_id: strawberry.ID,
+        input: types.CreateBootSourceSelectionInput,
+    ) -> types.BootSourceSelectionPayload:
+        ctx = info.context
+        try:
+            source_id = _parse_id(boot_source_id)
+        except ValidationFailed as error:
+            return types.BootSourceSelectionPayload(
+                boot_source_selection=None, errors=types.user_errors(error)
+            )
+        selection, errors = await _attempt(
+            ctx.service.create_selection(
+                ctx.caller,
+                source_id,
+                os=input.os,
+                release=input.release,
+                arches=input.arches,
+                subarches=input.subarches,
+                labels=input.labels,
+            )
+        )
+        return types.BootSourceSelectionPayload(
+            boot_source_selection=selection,  # type: ignore[arg-type]
+            errors=errors,
+        )
+
+    @strawberry.mutation(description="Change a selection; absent fields keep their values.")
+    async def update_boot_source_selection(
+        self,
+        info: GInfo,
+        boot_source_id: strawberry.ID,
+        id: strawberry.ID,
+        input: types.UpdateBootSourceSelectionInput,
+    ) -> types.BootSourceSelectionPayload:
+        ctx = info.context
+        try:
+            source_id, selection_id = _parse_id(boot_source_id), _parse_id(id)
+        except ValidationFailed as error:
+            return types.BootSourceSelectionPayload(
+                boot_source_selection=None, errors=types.user_errors(error)
+            )
+        selection, errors = await _attempt(
+            ctx.service.update_selection(
+                ctx.caller,
+                source_id,
+                selection_id,
+                os=input.os,
+                release=input.release,
+                arches=input.arches,
+                subarches=input.subarches,
+                labels=input.labels,
+            )
+        )
+        return types.BootSourceSelectionPayload(
+            boot_source_selection=selection,  # type: ignore[arg-type]
+            errors=errors,
+        )
+
+    @strawberry.mutation(description="Remove a selection from a boot source.")
+    async def delete_boot_source_selection(
+        self, info: GInfo, boot_source_id: strawberry.ID, id: strawberry.ID
+    ) -> types.DeletePayload:
+        try:
+            source_id = _parse_id(boot_source_id)
+        except ValidationFailed as error:
+            return types.DeletePayload(deleted_id=None, errors=types.user_errors(error))
+
+        async def delete(caller: Any, selection_id: int) -> None:
+            await info.context.service.delete_selection(caller, source_id, selection_id)
+
+        return await _delete(info, id, delete)
+
+    @strawberry.mutation(description="Start importing the selected images.")
+    async def start_import(self, info: GInfo) -> types.ImportPayload:
+        ctx = info.context
+        _, errors = await _attempt(ctx.service.start_import(ctx.caller))
+        return types.ImportPayload(importing=not errors, errors=errors)
+
+    @strawberry.mutation(description="Stop a running import.")
+    async def stop_import(self, info: GInfo) -> types.ImportPayload:
+        ctx = info.context
+        _, errors = await _attempt(ctx.service.stop_import(ctx.caller))
+        return types.ImportPayload(importing=False, errors=errors)
+
+    @strawberry.mutation(description="Delete a boot resource and its files.")
+    async def delete_boot_resource(self, info: GInfo, id: strawberry.ID) -> types.DeletePayload:
+        return await _delete(info, id, info.context.service.delete_boot_resource)
+
+
+async def _delete(
+    info: GInfo, raw_id: str, delete: Callable[[Any, int], Awaitable[None]]
+) -> types.DeletePayload:
+    try:
+        object_id = _parse_id(raw_id)
+    except ValidationFailed as error:
+        return types.DeletePayload(deleted_id=None, errors=types.user_errors(error))
+    _, errors = await _attempt(delete(info.context.caller, object_id))
+    return types.DeletePayload(deleted_id=None if errors else object_id, errors=errors)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Import state and per-resource progress, pushed when it changes."
+    )
+    async def import_progress(self, info: GInfo) -> AsyncGenerator[types.ImportProgress, None]:
+        ctx = info.context
+        async for snapshot in ctx.service.progress.subscribe(ctx.caller):
+            yield snapshot  # type: ignore[misc]
+
+
+class GatewayErrors(SchemaExtension):
+    """Give every error a stable `extensions.code`; never leak internals (DESIGN.md, "Errors")."""
+
+    def __init__(self) -> None:
+        self.reads: ReadLog | None = None
+
+    def on_operation(self) -> Iterator[None]:
+        with track_reads() as reads:
+            self.reads = reads
+            yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [_coded(error) for error in errors]
+
+    def get_results(self) -> dict[str, Any]:
+        # Only a stale answer is flagged: fresh ones stay byte-identical, so they can be stored.
+        reads = self.reads
+        if reads is None or reads.outcome is not CacheOutcome.STALE:
+            return {}
+        return {"cache": {"stale": True, "staleAgeSeconds": round(reads.stale_age, 3)}}
+
+
+def _coded(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    if original is None:
+        code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION")
+        return GraphQLError(
+            error.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={**(error.extensions or {}), "code": code},
+        )
+    if isinstance(original, GatewayError):
+        message, extensions = original.message, {"code": original.code, **original.details}
+        if original.retry_after is not None:
+            extensions["retryAfter"] = original.retry_after
+    elif isinstance(original, ValueError | TypeError) and error.path is None:
+        # Variable coercion problems (e.g. a Long out of range) are the caller's input.
+        message, extensions = error.message, {"code": "BAD_USER_INPUT"}
+    else:
+        log.error("unexpected error in a resolver", exc_info=original)
+        message, extensions = "Internal error.", {"code": "INTERNAL"}
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )
+
+
+def build_schema(
+    *,
+    max_depth: int = 10,
+    max_aliases: int = 30,
+    max_tokens: int = 2000,
+    introspection: bool = True,
+) -> strawberry.Schema:
+    """Build the schema once per app; limiter rules are built once so validation caches hit
+    (strawberry issue #4635: per-request rule classes make ValidationCache miss every time)."""
+    rules: list[type[ASTValidationRule]] = [
+        depth_rule(max_depth, None),
+        max_aliases_rule(max_aliases),
+    ]
+    if not introspection:
+        from graphql.validation import NoSchemaIntrospectionCustomRule
+
+        rules.append(NoSchemaIntrospectionCustomRule)
+    extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
+        lambda: AddValidationRules(rules),
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        GatewayErrors,
+    ]
+    return strawberry.Schema(
+        config=StrawberryConfig(scalar_map=types.SCALARS),
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        types=[types.ImportProgress, types.ResourceProgress],
+    )

@@ -1,0 +1,315 @@
+"""GraphQL object, input and payload types; objects resolve straight from the service's models."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import TYPE_CHECKING, NewType
+
+import strawberry
+from strawberry.types import Info
+from strawberry.types.scalar import ScalarDefinition
+
+from app import models
+from app.errors import GatewayError, ValidationFailed
+
+if TYPE_CHECKING:
+    from app.graphql.context import GraphQLContext
+
+
+def _parse_long(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("Long must be an integer")
+    number = int(value)
+    if not -(2**63) <= number < 2**63:
+        raise ValueError("Long must fit in 64 bits")
+    return number
+
+
+# GraphQL's Int is 32-bit; image and set sizes pass 2 GiB (DESIGN.md, "Types").
+Long = NewType("Long", int)
+
+SCALARS: dict[object, ScalarDefinition] = {
+    Long: strawberry.scalar(
+        name="Long",
+        description="A 64-bit signed integer (byte sizes).",
+        serialize=int,
+        parse_value=_parse_long,
+    )
+}
+
+# Registered on the service's own enum, so resolvers return its members unchanged.
+strawberry.enum(models.BootResourceType, description="How a boot resource came to MAAS.")
+
+
+@strawberry.type(description="An architecture as MAAS writes it: arch/subarch.")
+class Architecture:
+    arch: str
+    subarch: str
+
+
+@strawberry.type(description="One file of a boot resource set.")
+class BootResourceFile:
+    filename: str
+    filetype: str
+    size: Long
+    sha256: str
+    complete: bool
+    progress: float = strawberry.field(description="Percentage 0-100 synced to MAAS.")
+
+
+@strawberry.type(description="One version of a boot resource, with its files.")
+class BootResourceSet:
+    version: str
+    label: str
+    size: Long = strawberry.field(description="Total declared bytes of the set's files.")
+    complete: bool
+    progress: float
+    files: list[BootResourceFile]
+
+
+async def _detail(
+    root: models.BootResource, info: Info[GraphQLContext, None]
+) -> models.BootResource:
+    if root.sets is not None:
+        return root
+    return await info.context.loaders.boot_resource.load(root.id)
+
+
+async def resolve_sets(
+    root: strawberry.Parent[models.BootResource], info: Info[GraphQLContext, None]
+) -> list[models.BootResourceSet]:
+    return (await _detail(root, info)).sets or []
+
+
+async def resolve_latest_set(
+    root: strawberry.Parent[models.BootResource], info: Info[GraphQLContext, None]
+) -> models.BootResourceSet | None:
+    return (await _detail(root, info)).latest_set
+
+
+async def resolve_complete(
+    root: strawberry.Parent[models.BootResource], info: Info[GraphQLContext, None]
+) -> bool:
+    return bool((await _detail(root, info)).complete)
+
+
+async def resolve_selections(
+    root: strawberry.Parent[models.BootSource], info: Info[GraphQLContext, None]
+) -> list[models.BootSourceSelection]:
+    return await info.context.loaders.selections.load(root.id)
+
+
+async def resolve_selection_source(
+    root: strawberry.Parent[models.BootSourceSelection], info: Info[GraphQLContext, None]
+) -> models.BootSource:
+    return await info.context.loaders.boot_source.load(root.boot_source_id)
+
+
+@strawberry.type(description="A boot image MAAS can deploy: synced, uploaded or generated.")
+class BootResource:
+    id: int
+    name: str
+    os: str | None = strawberry.field(description="The OS part of an os/release name.")
+    release: str | None = strawberry.field(description="The release part of an os/release name.")
+    architecture: Architecture
+    title: str
+    type: models.BootResourceType
+    subarches: list[str]
+    last_deployed: datetime | None
+    base_image: str | None
+    sets: list[models.BootResourceSet] = strawberry.field(
+        resolver=resolve_sets,
+        graphql_type=list[BootResourceSet],
+        description="Versions of this resource, newest first.",
+    )
+    latest_set: models.BootResourceSet | None = strawberry.field(
+        resolver=resolve_latest_set,
+        graphql_type=BootResourceSet | None,
+        description="The newest set, if any.",
+    )
+    complete: bool = strawberry.field(
+        resolver=resolve_complete, description="Whether the newest set is complete."
+    )
+
+
+@strawberry.type(description="Where MAAS imports synced images from.")
+class BootSource:
+    id: int
+    url: str
+    keyring_filename: str
+    keyring_data: str = strawberry.field(description="The keyring, base64-encoded.")
+    created: datetime | None
+    updated: datetime | None
+    selections: list[models.BootSourceSelection] = strawberry.field(
+        resolver=resolve_selections,
+        graphql_type=list["BootSourceSelection"],
+        description="What this source imports.",
+    )
+
+
+@strawberry.type(description="Which images of a boot source MAAS imports.")
+class BootSourceSelection:
+    id: int
+    os: str
+    release: str
+    arches: list[str]
+    subarches: list[str]
+    labels: list[str]
+    boot_source: models.BootSource = strawberry.field(
+        resolver=resolve_selection_source,
+        graphql_type=BootSource,
+        description="The source this selection belongs to.",
+    )
+
+
+@strawberry.type(description="Whether MAAS is importing, and what is still incomplete.")
+class ImportStatus:
+    importing: bool
+    incomplete: list[BootResource]
+
+
+@strawberry.type(description="Import state pushed to subscribers when it changes.")
+class ImportProgress:
+    importing: bool
+    resources: list[ResourceProgress]
+
+
+@strawberry.type(description="Progress of one boot resource's newest set.")
+class ResourceProgress:
+    id: int
+    name: str
+    architecture: str
+    version: str | None
+    complete: bool
+    progress: float
+
+
+@strawberry.input(description="Narrow the boot-resource list; every given field must match.")
+class BootResourceFilter:
+    type: models.BootResourceType | None = None
+    os: str | None = None
+    release: str | None = None
+    architecture: str | None = strawberry.field(
+        default=None, description="arch (amd64) or arch/subarch (amd64/generic)."
+    )
+    name: str | None = None
+
+    def to_model(self) -> models.BootResourceFilter:
+        return models.BootResourceFilter(
+            type=self.type,
+            os=self.os,
+            release=self.release,
+            architecture=self.architecture,
+            name=self.name,
+        )
+
+
+@strawberry.type(description="A problem with one input field (field is null for the whole input).")
+class UserError:
+    code: str
+    field: str | None
+    message: str
+
+
+def user_errors(error: GatewayError) -> list[UserError]:
+    """Expected mutation failures as typed data: MAAS's field messages, one per message."""
+    if isinstance(error, ValidationFailed) and error.fields:
+        return [
+            UserError(
+                code=error.code,
+                field=None if name == "__all__" else _camel(name),
+                message=message,
+            )
+            for name, messages in error.fields.items()
+            for message in messages
+        ]
+    return [UserError(code=error.code, field=None, message=error.message)]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def decode_keyring(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(
+            "keyringData is not valid base64", fields={"keyring_data": ["must be base64"]}
+        ) from None
+    if not data:
+        raise ValidationFailed(
+            "keyringData is empty", fields={"keyring_data": ["must not be empty"]}
+        )
+    return data
+
+
+@strawberry.input(description="A new boot source: give keyringFilename or keyringData, not both.")
+class CreateBootSourceInput:
+    url: str
+    keyring_filename: str | None = strawberry.field(
+        default=None, description="Path of a keyring on the MAAS server."
+    )
+    keyring_data: str | None = strawberry.field(
+        default=None, description="The keyring bytes, base64-encoded."
+    )
+
+
+@strawberry.input(description="Changes to a boot source; absent fields keep their values.")
+class UpdateBootSourceInput:
+    url: str | None = None
+    keyring_filename: str | None = None
+    keyring_data: str | None = strawberry.field(default=None, description="base64 keyring.")
+
+
+@strawberry.input(description="A new selection: os and release, with arches, subarches, labels.")
+class CreateBootSourceSelectionInput:
+    os: str
+    release: str
+    arches: list[str] | None = strawberry.field(default=None, description='Default ["*"].')
+    subarches: list[str] | None = strawberry.field(default=None, description='Default ["*"].')
+    labels: list[str] | None = strawberry.field(default=None, description='Default ["*"].')
+
+
+@strawberry.input(description="Changes to a selection; absent fields keep their values.")
+class UpdateBootSourceSelectionInput:
+    os: str | None = None
+    release: str | None = None
+    arches: list[str] | None = None
+    subarches: list[str] | None = None
+    labels: list[str] | None = None
+
+
+@strawberry.type
+class BootSourcePayload:
+    boot_source: BootSource | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class BootSourceSelectionPayload:
+    boot_source_selection: BootSourceSelection | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class DeletePayload:
+    deleted_id: int | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class ImportPayload:
+    importing: bool
+    errors: list[UserError]
+
+
+@strawberry.type
+class BootResourcePayload:
+    boot_resource: BootResource | None
+    errors: list[UserError]

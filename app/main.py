@@ -1,0 +1,72 @@
+"""Application factory: `create_app(settings)` wires client, cache, service and both faces."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from starlette.routing import Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from app import __version__
+from app.cache import EntityCache
+from app.callers import CallerResolver
+from app.config import Settings
+from app.graphql.edge import ResponseCacheEdge
+from app.graphql.router import GatewayGraphQL
+from app.graphql.schema import build_schema
+from app.maas.auth import MaasCredentials
+from app.maas.client import MaasClient
+from app.service import BootService, Caller, cache_policies
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(
+    settings: Settings | None = None, *, maas_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """Build the whole gateway; nothing is created at import time (DESIGN.md, "Layers")."""
+    settings = settings or Settings()
+    cache = EntityCache(cache_policies(settings), maxsize=settings.cache_max_entries)
+    service = BootService(cache, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.maas_url is None or settings.maas_api_key is None:
+            raise RuntimeError("MAAS_GATEWAY_MAAS_URL and MAAS_GATEWAY_MAAS_API_KEY are required")
+        credentials = MaasCredentials.from_key(settings.maas_api_key.get_secret_value())
+        async with MaasClient.from_settings(
+            settings, credentials, transport=maas_transport
+        ) as maas:
+            resolver.default = Caller(principal=credentials.fingerprint, maas=maas)
+            app.state.maas = maas
+            yield
+
+    app = FastAPI(
+        title="maas-gateway",
+        version=__version__,
+        description="GraphQL and REST over MAAS's boot-image API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    resolver = CallerResolver()
+    app.state.callers = resolver
+    graphql = GatewayGraphQL(
+        build_schema(
+            max_depth=settings.graphql_max_depth,
+            max_aliases=settings.graphql_max_aliases,
+            max_tokens=settings.graphql_max_tokens,
+        ),
+        service,
+        resolver,
+    )
+    app.router.routes.append(Route("/graphql", graphql, methods=["GET", "POST"]))
+    app.add_middleware(ResponseCacheEdge, service=service, callers=resolver, path="/graphql")
+    app.router.routes.append(WebSocketRoute("/graphql", graphql))
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

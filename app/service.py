@@ -1,0 +1,618 @@
+"""Every read and write the gateway makes, shared by REST and GraphQL: cache keys, TTLs,
+invalidation, fan-out and the mapping from MAAS payloads to gateway models."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from app.cache import (
+    CacheOutcome,
+    CachePolicy,
+    EntityCache,
+    Family,
+    ReadTracker,
+    ResponseCache,
+    response_key,
+)
+from app.config import Settings
+from app.errors import GatewayError, PayloadTooLarge, ValidationFailed
+from app.maas import models as maas
+from app.maas.client import MaasClient
+from app.models import (
+    Architecture,
+    BootResource,
+    BootResourceFile,
+    BootResourceFilter,
+    BootResourceSet,
+    BootResourceType,
+    BootSource,
+    BootSourceSelection,
+    ImportProgress,
+    ImportStatus,
+    ResourceProgress,
+)
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+RESOURCE_FAMILIES = (Family.BOOT_RESOURCES, Family.BOOT_RESOURCE)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: `principal` partitions every cache key; `maas` signs as their credential."""
+
+    principal: str
+    maas: MaasClient
+
+
+@dataclass(slots=True)
+class ReadLog:
+    """What one request's reads came from, for `X-Cache` and GraphQL `extensions`."""
+
+    outcomes: list[CacheOutcome] = field(default_factory=list)
+    stale_age: float = 0.0
+
+    @property
+    def outcome(self) -> CacheOutcome | None:
+        if not self.outcomes:
+            return None
+        if CacheOutcome.STALE in self.outcomes:
+            return CacheOutcome.STALE
+        if all(o is CacheOutcome.HIT for o in self.outcomes):
+            return CacheOutcome.HIT
+        return CacheOutcome.MISS
+
+
+_read_log: ContextVar[ReadLog | None] = ContextVar("read_log", default=None)
+
+
+@contextlib.contextmanager
+def track_reads() -> Iterator[ReadLog]:
+    log = ReadLog()
+    token = _read_log.set(log)
+    try:
+        yield log
+    finally:
+        _read_log.reset(token)
+
+
+def cache_policies(settings: Settings) -> dict[Family, CachePolicy]:
+    stale = settings.cache_stale_ttl
+    return {
+        Family.BOOT_RESOURCES: CachePolicy(ttl=settings.cache_ttl_boot_resources, stale_ttl=stale),
+        Family.BOOT_RESOURCE: CachePolicy(ttl=settings.cache_ttl_boot_resource, stale_ttl=stale),
+        Family.BOOT_SOURCES: CachePolicy(ttl=settings.cache_ttl_boot_sources, stale_ttl=stale),
+        Family.BOOT_SOURCE: CachePolicy(ttl=settings.cache_ttl_boot_sources, stale_ttl=stale),
+        Family.SELECTIONS: CachePolicy(ttl=settings.cache_ttl_selections, stale_ttl=stale),
+        Family.IMPORT_STATUS: CachePolicy(ttl=settings.cache_ttl_import_status, stale_ttl=stale),
+    }
+
+
+def _timestamp(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+def to_boot_resource(resource: maas.BootResource) -> BootResource:
+    os_name, sep, release = resource.name.partition("/")
+    subarches = [s for s in (resource.subarches or "").split(",") if s]
+    sets = None
+    if resource.sets is not None:
+        # Newest first: set versions are YYYYMMDD[.N] and compare as strings (maas-api.md §11.1).
+        sets = [
+            to_boot_resource_set(resource.sets[key]) for key in sorted(resource.sets, reverse=True)
+        ]
+    return BootResource(
+        id=resource.id,
+        name=resource.name,
+        os=os_name if sep else None,
+        release=release if sep else None,
+        architecture=Architecture.parse(resource.architecture),
+        title=resource.title or "",
+        type=BootResourceType.from_maas_label(resource.type),
+        subarches=subarches,
+        last_deployed=_timestamp(resource.last_deployed),
+        base_image=resource.base_image or None,
+        sets=sets,
+    )
+
+
+def to_boot_resource_set(item: maas.BootResourceSet) -> BootResourceSet:
+    files = [to_boot_resource_file(item.files[name]) for name in sorted(item.files)]
+    return BootResourceSet(
+        version=item.version,
+        label=item.label,
+        size=item.size,
+        complete=item.complete,
+        progress=100.0 if item.complete else float(item.progress or 0.0),
+        files=files,
+    )
+
+
+def to_boot_resource_file(item: maas.BootResourceFile) -> BootResourceFile:
+    return BootResourceFile(
+        filename=item.filename,
+        filetype=item.filetype,
+        size=item.size,
+        sha256=item.sha256,
+        complete=item.complete,
+        progress=100.0 if item.complete else float(item.progress or 0.0),
+    )
+
+
+def to_boot_source(source: maas.BootSource) -> BootSource:
+    return BootSource(
+        id=source.id,
+        url=source.url,
+        keyring_filename=source.keyring_filename or "",
+        keyring_data=source.keyring_data or "",
+        created=_timestamp(source.created),
+        updated=_timestamp(source.updated),
+    )
+
+
+def to_selection(selection: maas.BootSourceSelection) -> BootSourceSelection:
+    return BootSourceSelection(
+        id=selection.id,
+        boot_source_id=selection.boot_source_id,
+        os=selection.os,
+        release=selection.release,
+        arches=list(selection.arches or []),
+        subarches=list(selection.subarches or []),
+        labels=list(selection.labels or []),
+    )
+
+
+class BootService:
+    """The one place that reads and writes MAAS for both faces, through the shared cache."""
+
+    def __init__(self, cache: EntityCache, settings: Settings) -> None:
+        self.cache = cache
+        self.responses = (
+            ResponseCache(
+                cache,
+                ttl=settings.response_cache_ttl,
+                max_bytes=settings.response_cache_max_bytes,
+            )
+            if settings.response_cache_ttl > 0
+            else None
+        )
+        self.progress = ImportProgressHub(self, interval=settings.import_poll_interval)
+        self._policies = cache_policies(settings)
+        self._importing_ttl = settings.cache_ttl_while_importing
+        self._fanout = settings.fanout_concurrency
+        self.max_fanout = settings.max_fanout
+
+    async def _read(
+        self,
+        caller: Caller,
+        family: Family,
+        key: object,
+        loader: Callable[[], Awaitable[T]],
+        scope: object = None,
+    ) -> T:
+        result = await self.cache.get(caller.principal, family, key, loader, scope=scope)
+        log = _read_log.get()
+        if log is not None:
+            log.outcomes.append(result.outcome)
+            if result.outcome is CacheOutcome.STALE:
+                log.stale_age = max(log.stale_age, result.age)
+        return result.value
+
+    # Full responses --------------------------------------------------------------------------
+
+    @staticmethod
+    def track_dependencies() -> ReadTracker:
+        """Record what building one response reads, so a stored copy misses after a write."""
+        return ReadTracker()
+
+    response_key = staticmethod(response_key)
+
+    def cached_response(self, caller: Caller, key: tuple[str, str]) -> bytes | None:
+        return self.responses.get(caller.principal, key) if self.responses else None
+
+    def store_response(
+        self, caller: Caller, key: tuple[str, str], body: bytes, reads: ReadTracker
+    ) -> bool:
+        return self.responses.set(caller.principal, key, body, reads) if self.responses else False
+
+    # Boot resources --------------------------------------------------------------------------
+
+    async def list_boot_resources(
+        self, caller: Caller, resource_filter: BootResourceFilter | None = None
+    ) -> list[BootResource]:
+        wanted = resource_filter or BootResourceFilter()
+        type_token = wanted.type.maas_filter if wanted.type is not None else None
+
+        async def load() -> list[BootResource]:
+            return [to_boot_resource(r) for r in await caller.maas.list_boot_resources(type_token)]
+
+        resources = await self._read(caller, Family.BOOT_RESOURCES, ("list", type_token), load)
+        return [r for r in resources if wanted.matches(r)]
+
+    async def get_boot_resource(self, caller: Caller, resource_id: int) -> BootResource:
+        async def load() -> BootResource:
+            return to_boot_resource(await caller.maas.get_boot_resource(resource_id))
+
+        return await self._read(caller, Family.BOOT_RESOURCE, resource_id, load, scope=resource_id)
+
+    async def get_boot_resources(
+        self, caller: Caller, resource_ids: Iterable[int]
+    ) -> list[BootResource]:
+        """Details of many resources, read concurrently under the fan-out bound."""
+        ids = list(resource_ids)
+        if len(ids) > self.max_fanout:
+            raise PayloadTooLarge(
+                f"this request needs {len(ids)} boot-resource reads; the limit is "
+                f"{self.max_fanout}: narrow it with a filter",
+                details={"limit": self.max_fanout, "requested": len(ids)},
+            )
+        if len(ids) <= self._fanout:
+            return list(await asyncio.gather(*(self.get_boot_resource(caller, i) for i in ids)))
+        bound = asyncio.Semaphore(self._fanout)
+
+        async def one(resource_id: int) -> BootResource:
+            async with bound:
+                return await self.get_boot_resource(caller, resource_id)
+
+        return list(await asyncio.gather(*(one(i) for i in ids)))
+
+    async def get_boot_resources_settled(
+        self, caller: Caller, resource_ids: Iterable[int]
+    ) -> list[BootResource | BaseException]:
+        """Like get_boot_resources, but one failed read fails only its own item."""
+        bound = asyncio.Semaphore(self._fanout)
+
+        async def one(resource_id: int) -> BootResource:
+            async with bound:
+                return await self.get_boot_resource(caller, resource_id)
+
+        return await self.settle([one(i) for i in resource_ids])
+
+    @staticmethod
+    async def settle(reads: list[Awaitable[T]]) -> list[T | BaseException]:
+        return list(await asyncio.gather(*reads, return_exceptions=True))
+
+    async def list_boot_resources_detailed(
+        self, caller: Caller, resource_filter: BootResourceFilter | None = None
+    ) -> list[BootResource]:
+        shallow = await self.list_boot_resources(caller, resource_filter)
+        return await self.get_boot_resources(caller, (r.id for r in shallow))
+
+    async def delete_boot_resource(self, caller: Caller, resource_id: int) -> None:
+        try:
+            await caller.maas.delete_boot_resource(resource_id)
+        finally:
+            self._invalidate_resource(resource_id)
+
+    async def upload_boot_resource(
+        self,
+        caller: Caller,
+        *,
+        name: str,
+        architecture: str,
+        content: AsyncIterator[bytes],
+        size: int,
+        sha256: str,
+        title: str | None = None,
+        filetype: str = "tgz",
+        base_image: str | None = None,
+    ) -> BootResource:
+        if size <= 0:
+            raise ValidationFailed("an image must not be empty", fields={"size": ["must be > 0"]})
+        try:
+            uploaded = await caller.maas.upload_boot_resource(
+                name,
+                architecture,
+                content,
+                size,
+                sha256,
+                title=title,
+                filetype=filetype,
+                base_image=base_image,
+            )
+        finally:
+            # Whatever happened upstream (a new set, a half-made resource deleted), lists changed.
+            self.cache.invalidate(Family.BOOT_RESOURCES)
+            self.cache.invalidate(Family.IMPORT_STATUS)
+        resource = to_boot_resource(uploaded)
+        self.cache.invalidate(Family.BOOT_RESOURCE, scope=resource.id)
+        return resource
+
+    # Import ----------------------------------------------------------------------------------
+
+    async def is_importing(self, caller: Caller) -> bool:
+        async def load() -> bool:
+            return await caller.maas.is_importing()
+
+        importing = await self._read(caller, Family.IMPORT_STATUS, "is_importing", load)
+        self._adapt_ttls(importing)
+        return importing
+
+    async def import_status(self, caller: Caller) -> ImportStatus:
+        importing, resources = await asyncio.gather(
+            self.is_importing(caller), self.list_boot_resources_detailed(caller)
+        )
+        return ImportStatus(
+            importing=importing, incomplete=[r for r in resources if r.complete is False]
+        )
+
+    async def start_import(self, caller: Caller) -> bool:
+        try:
+            await caller.maas.start_import()
+        finally:
+            self._invalidate_all_resources()
+        self._adapt_ttls(True)
+        return True
+
+    async def stop_import(self, caller: Caller) -> bool:
+        try:
+            await caller.maas.stop_import()
+        finally:
+            self._invalidate_all_resources()
+        return True
+
+    def _adapt_ttls(self, importing: bool) -> None:
+        # Progress moves while an import runs, so resource answers age faster (DESIGN.md).
+        for family in RESOURCE_FAMILIES:
+            policy = self._policies[family]
+            if importing:
+                policy = CachePolicy(
+                    ttl=min(policy.ttl, self._importing_ttl), stale_ttl=policy.stale_ttl
+                )
+            self.cache.set_policy(family, policy)
+
+    # Boot sources ----------------------------------------------------------------------------
+
+    async def list_boot_sources(self, caller: Caller) -> list[BootSource]:
+        async def load() -> list[BootSource]:
+            return [to_boot_source(s) for s in await caller.maas.list_boot_sources()]
+
+        return await self._read(caller, Family.BOOT_SOURCES, "list", load)
+
+    async def get_boot_source(self, caller: Caller, source_id: int) -> BootSource:
+        async def load() -> BootSource:
+            return to_boot_source(await caller.maas.get_boot_source(source_id))
+
+        return await self._read(caller, Family.BOOT_SOURCE, source_id, load, scope=source_id)
+
+    async def create_boot_source(
+        self,
+        caller: Caller,
+        *,
+        url: str,
+        keyring_filename: str | None = None,
+        keyring_data: bytes | None = None,
+    ) -> BootSource:
+        try:
+            created = await caller.maas.create_boot_source(
+                url, keyring_filename=keyring_filename, keyring_data=keyring_data
+            )
+        finally:
+            self.cache.invalidate(Family.BOOT_SOURCES)
+        return to_boot_source(created)
+
+    async def update_boot_source(
+        self,
+        caller: Caller,
+        source_id: int,
+        *,
+        url: str | None = None,
+        keyring_filename: str | None = None,
+        keyring_data: bytes | None = None,
+    ) -> BootSource:
+        try:
+            updated = await caller.maas.update_boot_source(
+                source_id, url=url, keyring_filename=keyring_filename, keyring_data=keyring_data
+            )
+        finally:
+            self._invalidate_source(source_id)
+        return to_boot_source(updated)
+
+    async def delete_boot_source(self, caller: Caller, source_id: int) -> None:
+        try:
+            await caller.maas.delete_boot_source(source_id)
+        finally:
+            self._invalidate_source(source_id)
+            self.cache.invalidate(Family.SELECTIONS, scope=source_id)
+
+    # Selections ------------------------------------------------------------------------------
+
+    async def list_selections(self, caller: Caller, source_id: int) -> list[BootSourceSelection]:
+        async def load() -> list[BootSourceSelection]:
+            return [
+                to_selection(s) for s in await caller.maas.list_boot_source_selections(source_id)
+            ]
+
+        return await self._read(caller, Family.SELECTIONS, "list", load, scope=source_id)
+
+    async def get_selection(
+        self, caller: Caller, source_id: int, selection_id: int
+    ) -> BootSourceSelection:
+        async def load() -> BootSourceSelection:
+            return to_selection(
+                await caller.maas.get_boot_source_selection(source_id, selection_id)
+            )
+
+        return await self._read(
+            caller, Family.SELECTIONS, ("one", selection_id), load, scope=source_id
+        )
+
+    async def create_selection(
+        self,
+        caller: Caller,
+        source_id: int,
+        *,
+        os: str,
+        release: str,
+        arches: list[str] | None = None,
+        subarches: list[str] | None = None,
+        labels: list[str] | None = None,
+    ) -> BootSourceSelection:
+        try:
+            created = await caller.maas.create_boot_source_selection(
+                source_id, os=os, release=release, arches=arches, subarches=subarches, labels=labels
+            )
+        finally:
+            self.cache.invalidate(Family.SELECTIONS, scope=source_id)
+        return to_selection(created)
+
+    async def update_selection(
+        self,
+        caller: Caller,
+        source_id: int,
+        selection_id: int,
+        *,
+        os: str | None = None,
+        release: str | None = None,
+        arches: list[str] | None = None,
+        subarches: list[str] | None = None,
+        labels: list[str] | None = None,
+    ) -> BootSourceSelection:
+        try:
+            updated = await caller.maas.update_boot_source_selection(
+                source_id,
+                selection_id,
+                os=os,
+                release=release,
+                arches=arches,
+                subarches=subarches,
+                labels=labels,
+            )
+        finally:
+            self.cache.invalidate(Family.SELECTIONS, scope=source_id)
+        return to_selection(updated)
+
+    async def delete_selection(self, caller: Caller, source_id: int, selection_id: int) -> None:
+        try:
+            await caller.maas.delete_boot_source_selection(source_id, selection_id)
+        finally:
+            self.cache.invalidate(Family.SELECTIONS, scope=source_id)
+
+    # Invalidation ----------------------------------------------------------------------------
+
+    def _invalidate_resource(self, resource_id: int) -> None:
+        self.cache.invalidate(Family.BOOT_RESOURCES)
+        self.cache.invalidate(Family.BOOT_RESOURCE, scope=resource_id)
+        self.cache.invalidate(Family.IMPORT_STATUS)
+
+    def _invalidate_all_resources(self) -> None:
+        self.cache.invalidate(Family.BOOT_RESOURCES)
+        self.cache.invalidate(Family.BOOT_RESOURCE)
+        self.cache.invalidate(Family.IMPORT_STATUS)
+
+    def _invalidate_source(self, source_id: int) -> None:
+        self.cache.invalidate(Family.BOOT_SOURCES)
+        self.cache.invalidate(Family.BOOT_SOURCE, scope=source_id)
+
+
+class ImportProgressHub:
+    """One poller per principal serves every subscriber; it polls only while someone listens
+    and pushes a snapshot only when it differs from the last one."""
+
+    def __init__(self, service: BootService, *, interval: float) -> None:
+        self._service = service
+        self._interval = interval
+        self._pollers: dict[str, _Poller] = {}
+
+    @property
+    def pollers(self) -> int:
+        return len(self._pollers)
+
+    async def snapshot(self, caller: Caller) -> ImportProgress:
+        service = self._service
+        importing, resources = await asyncio.gather(
+            service.is_importing(caller),
+            service.list_boot_resources_detailed(
+                caller, BootResourceFilter(type=BootResourceType.SYNCED)
+            ),
+        )
+        return ImportProgress(
+            importing=importing,
+            resources=[
+                ResourceProgress(
+                    id=r.id,
+                    name=r.name,
+                    architecture=str(r.architecture),
+                    version=latest.version if latest else None,
+                    complete=latest.complete if latest else False,
+                    progress=latest.progress if latest else 0.0,
+                )
+                for r in resources
+                for latest in (r.latest_set,)
+            ],
+        )
+
+    async def subscribe(self, caller: Caller) -> AsyncIterator[ImportProgress]:
+        poller = self._pollers.get(caller.principal)
+        if poller is None:
+            poller = self._pollers[caller.principal] = _Poller(self, caller)
+        queue = poller.add()
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if poller.remove(queue):
+                self._pollers.pop(caller.principal, None)
+
+
+class _Poller:
+    def __init__(self, hub: ImportProgressHub, caller: Caller) -> None:
+        self._hub = hub
+        self._caller = caller
+        self._queues: set[asyncio.Queue[ImportProgress | BaseException]] = set()
+        self._last: ImportProgress | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self) -> asyncio.Queue[ImportProgress | BaseException]:
+        queue: asyncio.Queue[ImportProgress | BaseException] = asyncio.Queue(maxsize=16)
+        self._queues.add(queue)
+        if self._last is not None:
+            queue.put_nowait(self._last)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="import-progress-poller")
+        return queue
+
+    def remove(self, queue: asyncio.Queue[ImportProgress | BaseException]) -> bool:
+        """Drop a subscriber; stop polling and return True when none is left."""
+        self._queues.discard(queue)
+        if self._queues:
+            return False
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        return True
+
+    def _push(self, item: ImportProgress | BaseException) -> None:
+        for queue in self._queues:
+            if queue.full():
+                # A slow subscriber only needs the newest state, not every step.
+                queue.get_nowait()
+            queue.put_nowait(item)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                snapshot = await self._hub.snapshot(self._caller)
+            except GatewayError as error:
+                if self._last is None:
+                    # Nothing to show yet: tell the subscribers, and let a new one start afresh.
+                    self._push(error)
+                    self._task = None
+                    return
+                log.warning("import progress poll failed: %s", error.code)
+            else:
+                if snapshot != self._last:
+                    self._last = snapshot
+                    self._push(snapshot)
+            await asyncio.sleep(self._hub._interval)

@@ -1,0 +1,35 @@
+"""Shared fixtures: the MAAS simulator on a real loopback socket, reset before every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.serving import BackgroundServer
+
+# Fixed keys in MAAS's shape (18:18:32, maas-api.md §2.1) so tests and scripts can use them.
+ADMIN_KEY = "AdminConsumerKey01:AdminTokenKey00001:AdminTokenSecret0000000000000001"
+USER_KEY = "UserConsumerKey001:UserTokenKey000001:UserTokenSecret00000000000000001"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def simulator_server() -> Iterator[BackgroundServer]:
+    from app.simulator import SimulatorConfig, create_simulator
+
+    config = SimulatorConfig(admin_key=ADMIN_KEY, user_key=USER_KEY, seed=1, import_duration_s=1.0)
+    with BackgroundServer(create_simulator(config)) as server:
+        yield server
+
+
+@pytest.fixture
+def simulator(simulator_server: BackgroundServer) -> BackgroundServer:
+    """The session's simulator with its state, config, faults and counters back to the start."""
+    httpx.post(f"{simulator_server.url}/_simulator/reset").raise_for_status()
+    return simulator_server
