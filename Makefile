@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint typecheck pytest bench lock clean
+.PHONY: install run test lint typecheck pytest contracts contracts-check bench lock clean
 
 install: $(STAMP)
 
@@ -30,7 +30,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+contracts: $(STAMP)
+	$(BIN)/maas-gateway export
+
+contracts-check: $(STAMP)
+	$(BIN)/maas-gateway export --check
+
+test: lint typecheck contracts-check pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -110,6 +110,23 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app import contracts
+
+    directory = Path(args.directory)
+    if args.check:
+        problems = contracts.check(directory)
+        for problem in problems:
+            print(f"maas-gateway: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    for change in contracts.write(directory):
+        print(f"maas-gateway: breaking GraphQL change: {change}", file=sys.stderr)
+    print(f"wrote {directory / contracts.OPENAPI_FILE} and {directory / contracts.SDL_FILE}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--extra-resources", type=int, default=0, help="extra uploaded boot resources to seed"
     )
     simulate.set_defaults(handler=_simulate)
+
+    export = commands.add_parser("export", help="write openapi.json and schema.graphql")
+    export.add_argument("--directory", default="openapi", help="where the contracts live")
+    export.add_argument(
+        "--check", action="store_true", help="fail when the files differ from the app"
+    )
+    export.set_defaults(handler=_export)
     return parser
 
 

@@ -1,0 +1,69 @@
+"""The committed contracts: OpenAPI (REST) and SDL (GraphQL) rendered from the app, and checked."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from graphql import build_schema as parse_sdl
+from graphql import BreakingChange, find_breaking_changes
+
+from app.config import Settings
+
+OPENAPI_FILE = "openapi.json"
+SDL_FILE = "schema.graphql"
+
+
+@dataclass(frozen=True)
+class Contracts:
+    openapi: str
+    sdl: str
+
+
+def render() -> Contracts:
+    """Build the app from default settings (no environment) and print both contracts."""
+    from app.graphql.schema import build_schema
+    from app.main import create_app
+
+    app = create_app(Settings.model_construct())
+    openapi = json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    sdl = build_schema().as_str().rstrip() + "\n"
+    return Contracts(openapi=openapi, sdl=sdl)
+
+
+def write(directory: Path) -> list[str]:
+    """Write both contracts; return the breaking GraphQL changes against the file replaced."""
+    contracts = render()
+    directory.mkdir(parents=True, exist_ok=True)
+    sdl_path = directory / SDL_FILE
+    changes = []
+    if sdl_path.exists():
+        old = sdl_path.read_text(encoding="utf-8")
+        changes = [c.description for c in breaking_changes(old, contracts.sdl)]
+    (directory / OPENAPI_FILE).write_text(contracts.openapi, encoding="utf-8")
+    sdl_path.write_text(contracts.sdl, encoding="utf-8")
+    return changes
+
+
+def check(directory: Path) -> list[str]:
+    """Problems with the committed contracts: drift from the app, and breaking GraphQL changes."""
+    contracts = render()
+    problems = []
+    for name, text in ((OPENAPI_FILE, contracts.openapi), (SDL_FILE, contracts.sdl)):
+        path = directory / name
+        if not path.exists():
+            problems.append(f"{path} is missing: run `maas-gateway export`")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{path} differs from the app: run `maas-gateway export`")
+    sdl_path = directory / SDL_FILE
+    if sdl_path.exists():
+        problems.extend(
+            f"breaking GraphQL change against {sdl_path}: {change.description}"
+            for change in breaking_changes(sdl_path.read_text(encoding="utf-8"), contracts.sdl)
+        )
+    return problems
+
+
+def breaking_changes(old_sdl: str, new_sdl: str) -> list[BreakingChange]:
+    return list(find_breaking_changes(parse_sdl(old_sdl), parse_sdl(new_sdl)))

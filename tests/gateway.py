@@ -1,0 +1,76 @@
+"""Test helpers: a real gateway on a loopback socket, a GraphQL client, the simulator's counters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+
+from app.config import Settings
+from app.maas.auth import MaasCredentials
+from app.maas.client import MaasClient
+from app.main import create_app
+from app.serving import BackgroundServer
+
+T = TypeVar("T")
+
+# Well-formed, but unknown to the simulator.
+WRONG_KEY = "WrongConsumerKey00:WrongTokenKey00000:WrongSecret0000000000000000000000"
+
+
+def gateway_settings(simulator_url: str, api_key: str, **overrides: Any) -> Settings:
+    return Settings(maas_url=f"{simulator_url}/MAAS", maas_api_key=api_key, **overrides)
+
+
+@contextmanager
+def running_gateway(settings: Settings) -> Iterator[BackgroundServer]:
+    app = create_app(settings)
+    with BackgroundServer(app) as server:
+        server.app = app  # type: ignore[attr-defined]
+        yield server
+
+
+def gql(
+    url: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> httpx.Response:
+    payload: dict[str, Any] = {"query": query}
+    if variables is not None:
+        payload["variables"] = variables
+    return httpx.post(f"{url}/graphql", json=payload, headers=headers, timeout=timeout)
+
+
+def upstream_counts(simulator_url: str) -> dict[str, int]:
+    body = httpx.get(f"{simulator_url}/_simulator/requests").json()
+    counts: dict[str, int] = body["counts"]
+    return counts
+
+
+def reset_counts(simulator_url: str) -> None:
+    httpx.delete(f"{simulator_url}/_simulator/requests").raise_for_status()
+
+
+def set_faults(simulator_url: str, *rules: dict[str, Any]) -> None:
+    httpx.put(f"{simulator_url}/_simulator/faults", json={"rules": list(rules)}).raise_for_status()
+
+
+def set_simulator_config(simulator_url: str, **config: Any) -> None:
+    httpx.put(f"{simulator_url}/_simulator/config", json=config).raise_for_status()
+
+
+def maas_call(simulator_url: str, api_key: str, call: Callable[[MaasClient], Awaitable[T]]) -> T:
+    """Run one call on a fresh MAAS client straight to the simulator (ground truth for tests)."""
+
+    async def run() -> T:
+        credentials = MaasCredentials.from_key(api_key)
+        async with MaasClient(f"{simulator_url}/MAAS", credentials) as client:
+            return await call(client)
+
+    return asyncio.run(run())
