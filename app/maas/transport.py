@@ -64,7 +64,16 @@ class _TranslatingStream(httpx.AsyncByteStream):
 
 
 class AiohttpTransport(_AiohttpTransport):
-    """httpx_aiohttp's transport with aiohttp's errors mapped to the matching httpx errors."""
+    """httpx_aiohttp's transport with aiohttp's errors mapped to the matching httpx errors, and
+    without aiohttp's hidden resend: retrying is the client's decision alone."""
+
+    def get_client(self) -> aiohttp.ClientSession:
+        session = super().get_client()
+        # aiohttp silently resends a GET/PUT/DELETE once when the peer drops the connection.
+        # A chunk PUT appends (maas-api.md §5.5), so a resend could apply it twice; there is no
+        # public switch, and tests/maas/test_maas_transport.py fails if this one stops working.
+        session._retry_connection = False
+        return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
