@@ -1,0 +1,224 @@
+"""Vendor GraphiQL's browser assets from the npm registry into app/static/graphiql/vendor/."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Only registry files live here (not committed); our own boot.js and boot.css sit one level up.
+DEFAULT_DEST = Path(__file__).resolve().parent.parent / "app" / "static" / "graphiql" / "vendor"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Package:
+    """One pinned npm tarball and the files taken from it (tarball member -> vendored name)."""
+
+    name: str
+    version: str
+    # The registry's dist.integrity, pinned so a mirror cannot substitute a different tarball.
+    integrity: str
+    files: dict[str, str]
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+# The versions strawberry-graphql 0.341's own GraphiQL page loads from unpkg.
+PACKAGES = (
+    Package(
+        "react",
+        "18.2.0",
+        "sha512-/3IjMdb2L9QbBdWiW5e3P2/npwMBaU9mHCSCUzNln0ZCYbcfTsGbTJrU/kGemdH2IWmB2ioZ+zkxtmq6g09fGQ==",
+        {"package/umd/react.production.min.js": "react.production.min.js"},
+    ),
+    Package(
+        "react-dom",
+        "18.2.0",
+        "sha512-6IMTriUmvsjHUjNtEDudZfuDQUoWXVxKHhlEGSk81n4YFS+r/Kl99wXiwlVXtPBtJenozv2P+hxDsw9eA7Xo6g==",
+        {"package/umd/react-dom.production.min.js": "react-dom.production.min.js"},
+    ),
+    Package(
+        "graphiql",
+        "3.8.3",
+        "sha512-cuPDYtXVKV86Pu5PHBX642Odi/uVEE2y1Jxq5rGO/Qy1G2lRp7ZZ7a/T30RzxhuLSWo9zUbzq0P3U49//H0Ugw==",
+        {
+            "package/graphiql.min.js": "graphiql.min.js",
+            "package/graphiql.min.css": "graphiql.min.css",
+        },
+    ),
+    Package(
+        "@graphiql/plugin-explorer",
+        "1.0.2",
+        "sha512-9j+kg2UjtLZD5EBmGjeWHkoVVxtbShYg2DzbUVebibnZYZM/iMBEF4vaccXJIAm5KaomIPLx0aoNs4LbODyc3Q==",
+        {
+            "package/dist/index.umd.js": "plugin-explorer.umd.js",
+            "package/dist/style.css": "plugin-explorer.css",
+        },
+    ),
+)
+
+
+class VendorError(Exception):
+    """The assets could not be fetched, verified or written."""
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sri_sha512(path: Path) -> str:
+    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+def wanted_packages(packages: tuple[Package, ...] = PACKAGES) -> dict[str, dict[str, str]]:
+    return {p.name: {"version": p.version, "integrity": p.integrity} for p in packages}
+
+
+def read_manifest(dest: Path) -> dict[str, object] | None:
+    try:
+        manifest = json.loads((dest / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def is_up_to_date(dest: Path, packages: tuple[Package, ...] = PACKAGES) -> bool:
+    """True when the manifest pins exactly these packages and every file still matches it."""
+    manifest = read_manifest(dest)
+    if manifest is None or manifest.get("packages") != wanted_packages(packages):
+        return False
+    files = manifest.get("files")
+    expected_names = {name for p in packages for name in p.files.values()}
+    if not isinstance(files, dict) or set(files) != expected_names:
+        return False
+    for name, digest in files.items():
+        path = dest / name
+        if not path.is_file() or sha256_of(path) != digest:
+            return False
+    return True
+
+
+def npm_pack(packages: tuple[Package, ...], workdir: Path) -> dict[str, Path]:
+    """Download the tarballs with `npm pack`, which honours the machine's npm registry and auth."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise VendorError("npm is not on PATH; it is needed to fetch GraphiQL from the registry")
+    env = {
+        **os.environ,
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+    }
+    command = [npm, "pack", *(p.spec for p in packages)]
+    command += ["--pack-destination", str(workdir), "--ignore-scripts", "--json"]
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        command, cwd=workdir, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise VendorError(f"npm pack failed ({result.returncode}):\n{result.stderr.strip()}")
+    try:
+        entries = json.loads(result.stdout)
+        tarballs = {e["name"]: workdir / e["filename"] for e in entries}
+    except (ValueError, KeyError, TypeError) as error:
+        raise VendorError(f"unexpected npm pack output: {result.stdout[:500]!r}") from error
+    missing = [p.name for p in packages if p.name not in tarballs]
+    if missing:
+        raise VendorError(f"npm pack did not return {', '.join(missing)}")
+    return tarballs
+
+
+def extract(package: Package, tarball: Path, staging: Path) -> None:
+    """Verify the tarball against the pinned integrity, then copy out only the wanted files."""
+    actual = sri_sha512(tarball)
+    if actual != package.integrity:
+        raise VendorError(
+            f"{package.spec}: tarball integrity {actual} does not match the pinned "
+            f"{package.integrity}; the registry served a different package"
+        )
+    with tarfile.open(tarball, "r:gz") as archive:
+        for member_name, vendored_name in package.files.items():
+            try:
+                member = archive.getmember(member_name)
+            except KeyError:
+                raise VendorError(f"{package.spec} has no {member_name}") from None
+            source = archive.extractfile(member) if member.isfile() else None
+            if source is None:
+                raise VendorError(f"{package.spec}: {member_name} is not a regular file")
+            # Written by name rather than extracted, so the archive cannot choose paths.
+            with source, (staging / vendored_name).open("wb") as target:
+                shutil.copyfileobj(source, target)
+
+
+def vendor(dest: Path, packages: tuple[Package, ...] = PACKAGES) -> None:
+    """Fetch, verify and install the assets; each file is replaced atomically, the manifest last."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vendor-graphiql-") as tmp:
+        workdir = Path(tmp)
+        staging = workdir / "staging"
+        staging.mkdir()
+        tarballs = npm_pack(packages, workdir)
+        for package in packages:
+            extract(package, tarballs[package.name], staging)
+        files = {path.name: sha256_of(path) for path in sorted(staging.iterdir())}
+        previous = read_manifest(dest) or {}
+        for name in files:
+            partial = dest / f".{name}.tmp"
+            shutil.copyfile(staging / name, partial)
+            partial.replace(dest / name)
+    # Files an older manifest vendored but this one does not are stale.
+    old_files = previous.get("files")
+    if isinstance(old_files, dict):
+        for name in set(old_files) - set(files):
+            (dest / name).unlink(missing_ok=True)
+    manifest = {"packages": wanted_packages(packages), "files": files}
+    # The manifest is written last: a half-finished run is never taken as "up to date".
+    partial = dest / f".{MANIFEST}.tmp"
+    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partial.replace(dest / MANIFEST)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="directory to vendor into")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only report whether the vendored assets are current (exit 1 if not)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="fetch again even when the assets are current"
+    )
+    args = parser.parse_args(argv)
+    dest: Path = args.dest
+    if not args.force and is_up_to_date(dest):
+        print(f"GraphiQL assets in {dest} are up to date")
+        return 0
+    if args.check:
+        print(f"GraphiQL assets in {dest} are missing or stale; run {sys.argv[0]}", file=sys.stderr)
+        return 1
+    try:
+        vendor(dest)
+    except VendorError as error:
+        print(f"vendor_graphiql: {error}", file=sys.stderr)
+        return 1
+    if not is_up_to_date(dest):
+        print(f"vendor_graphiql: {dest} does not verify after writing", file=sys.stderr)
+        return 1
+    print(f"vendored {', '.join(p.spec for p in PACKAGES)} into {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
