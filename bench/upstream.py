@@ -1,0 +1,66 @@
+"""The MAAS simulator in a child process, so its CPU never competes with the client measured.
+
+Run as `python -m bench.upstream --latency-ms 20 --resources 50`: prints the base URL on one
+line, serves until its stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+ADMIN_KEY = "BenchConsumerKey01:BenchTokenKey00001:BenchTokenSecret0000000000000001"
+USER_KEY = "BenchUserConsumer1:BenchUserToken0001:BenchUserSecret00000000000000001"
+
+
+@contextmanager
+def simulator_process(*, latency_ms: float, resources: int) -> Iterator[str]:
+    """Start the child, yield the simulator's MAAS URL, stop the child on exit."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.upstream",
+        f"--latency-ms={latency_ms}",
+        f"--resources={resources}",
+    ]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the simulator process did not start (said {url!r})")
+        yield url
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def main() -> None:
+    from app.serving import BackgroundServer
+    from app.simulator import SimulatorConfig, create_simulator
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--resources", type=int, default=50)
+    args = parser.parse_args()
+    config = SimulatorConfig(
+        admin_key=ADMIN_KEY,
+        user_key=USER_KEY,
+        latency_ms=args.latency_ms,
+        extra_resources=args.resources,
+    )
+    with BackgroundServer(create_simulator(config)) as server:
+        print(f"{server.url}/MAAS", flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
