@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -16,6 +17,8 @@ from app.callers import CallerResolver
 from app.graphql.context import GraphQLContext
 from app.graphql.graphiql import graphiql_page
 from app.service import BootService
+
+PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
 
 
 class GatewayGraphQL(GraphQL[GraphQLContext, None]):
@@ -33,11 +36,26 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             schema,
             graphql_ide="graphiql" if graphiql else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            multipart_uploads_enabled=True,
             **options,
         )
         self._service = service
         self._callers = callers
         self._page = graphiql_page(static_prefix) if graphiql else ""
+
+    async def parse_http_body(self, request: Any) -> Any:
+        # Browsers send multipart forms cross-site without a preflight; requiring a header a
+        # form cannot set keeps uploads CSRF-safe (strawberry CVE-2024-47082, Apollo's rule).
+        content_type = (request.content_type or "").split(";", 1)[0].strip().lower()
+        if content_type == "multipart/form-data" and not any(
+            name in request.headers for name in PREFLIGHT_HEADERS
+        ):
+            raise HTTPException(
+                400,
+                "multipart GraphQL requests need an Apollo-Require-Preflight header "
+                "(CSRF protection)",
+            )
+        return await super().parse_http_body(request)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
+from starlette.datastructures import UploadFile
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -17,14 +19,15 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from app import models
+from app.cache import CacheOutcome
 from app.errors import Conflict, GatewayError, NotFound, ValidationFailed
 from app.graphql import types
 from app.graphql.context import GraphQLContext
-from app.cache import CacheOutcome
 from app.service import ReadLog, track_reads
 
 log = logging.getLogger(__name__)
@@ -230,9 +233,63 @@ class Mutation:
         _, errors = await _attempt(ctx.service.stop_import(ctx.caller))
         return types.ImportPayload(importing=False, errors=errors)
 
+    @strawberry.mutation(
+        description="Upload a custom image (multipart request; needs a preflight header)."
+    )
+    async def upload_boot_resource(
+        self, info: GInfo, file: Upload, input: types.UploadBootResourceInput
+    ) -> types.BootResourcePayload:
+        ctx = info.context
+        upload: UploadFile = file  # type: ignore[assignment]
+        try:
+            size, sha256 = await _measure(upload)
+            if input.sha256 is not None and input.sha256.lower() != sha256:
+                raise ValidationFailed(
+                    "the file does not match the declared sha256",
+                    fields={"sha256": [f"the file hashes to {sha256}"]},
+                )
+        except ValidationFailed as error:
+            return types.BootResourcePayload(boot_resource=None, errors=types.user_errors(error))
+        resource, errors = await _attempt(
+            ctx.service.upload_boot_resource(
+                ctx.caller,
+                name=input.name,
+                architecture=input.architecture,
+                content=_chunks(upload),
+                size=size,
+                sha256=sha256,
+                title=input.title,
+                filetype=input.filetype,
+                base_image=input.base_image,
+            )
+        )
+        return types.BootResourcePayload(boot_resource=resource, errors=errors)  # type: ignore[arg-type]
+
     @strawberry.mutation(description="Delete a boot resource and its files.")
     async def delete_boot_resource(self, info: GInfo, id: strawberry.ID) -> types.DeletePayload:
         return await _delete(info, id, info.context.service.delete_boot_resource)
+
+
+UPLOAD_BLOCK = 1024 * 1024
+
+
+async def _measure(upload: UploadFile) -> tuple[int, str]:
+    """Size and sha256 of a spooled upload, read once in blocks (memory stays flat)."""
+    digest = hashlib.sha256()
+    size = 0
+    await upload.seek(0)
+    while block := await upload.read(UPLOAD_BLOCK):
+        digest.update(block)
+        size += len(block)
+    await upload.seek(0)
+    if size == 0:
+        raise ValidationFailed("the file is empty", fields={"file": ["must not be empty"]})
+    return size, digest.hexdigest()
+
+
+async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while block := await upload.read(UPLOAD_BLOCK):
+        yield block
 
 
 async def _delete(

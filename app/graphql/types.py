@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NewType
 
 import strawberry
+from strawberry.file_uploads import Upload, UploadDefinition
 from strawberry.types import Info
 from strawberry.types.scalar import ScalarDefinition
 
@@ -31,12 +32,13 @@ def _parse_long(value: object) -> int:
 Long = NewType("Long", int)
 
 SCALARS: dict[object, ScalarDefinition] = {
+    Upload: UploadDefinition,
     Long: strawberry.scalar(
         name="Long",
         description="A 64-bit signed integer (byte sizes).",
         serialize=int,
         parse_value=_parse_long,
-    )
+    ),
 }
 
 # Registered on the service's own enum, so resolvers return its members unchanged.
@@ -313,3 +315,15 @@ class ImportPayload:
 class BootResourcePayload:
     boot_resource: BootResource | None
     errors: list[UserError]
+
+
+@strawberry.input(description="A custom image to upload; the file goes as a multipart `Upload`.")
+class UploadBootResourceInput:
+    name: str
+    architecture: str = strawberry.field(description="arch/subarch, e.g. amd64/generic.")
+    title: str | None = None
+    filetype: str = strawberry.field(default="tgz", description="MAAS upload type (tgz, ddraw...).")
+    base_image: str | None = strawberry.field(default=None, description="os/series it is based on.")
+    sha256: str | None = strawberry.field(
+        default=None, description="When given, the file must hash to it."
+    )
