@@ -1,0 +1,422 @@
+"""Validation with the exact messages of MAAS's Django forms for resources, sources, selections."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from app.simulator.config import MaasVersion
+from app.simulator.parsing import FormData
+from app.simulator.responses import FormErrors, ModelValidationError, ServerError
+from app.simulator.state import (
+    LINUX_OSYSTEMS,
+    SUPPORTED_OSYSTEMS,
+    UPLOAD_FILETYPES,
+    UPLOADED,
+    BootSource,
+    BootSourceSelection,
+    MaasState,
+    image_index,
+    is_supported_base_release,
+)
+
+REQUIRED = "This field is required."
+EMPTY_FILE = "The submitted file is empty."
+# Django's URLValidator, reduced to what a boot source URL needs.
+_URL = re.compile(
+    r"^(?:http|ftp)s?://"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?)*\.?|localhost|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])"
+    r"(?::\d{1,5})?(?:[/?#][^\s]*)?$",
+)
+_DECIMAL_TAIL = re.compile(r"\.0*\s*$")
+
+
+class _Errors:
+    """form.errors in field order, `__all__` last like Django's non-field errors."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, list[str]] = {}
+
+    def add(self, name: str, message: str) -> None:
+        self.fields.setdefault(name, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.fields:
+            ordered = {k: v for k, v in self.fields.items() if k != "__all__"}
+            if "__all__" in self.fields:
+                ordered["__all__"] = self.fields["__all__"]
+            raise FormErrors(ordered)
+
+
+def _char(
+    data: FormData,
+    name: str,
+    errors: _Errors,
+    *,
+    required: bool = False,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> str | None:
+    """forms.CharField: strip, required check, length checks; None when invalid."""
+    raw = data.get(name)
+    value = (raw or "").strip()
+    if not value:
+        if required:
+            errors.add(name, REQUIRED)
+            return None
+        return ""
+    if max_length is not None and len(value) > max_length:
+        errors.add(
+            name, f"Ensure this value has at most {max_length} characters (it has {len(value)})."
+        )
+        return None
+    if min_length is not None and len(value) < min_length:
+        errors.add(
+            name, f"Ensure this value has at least {min_length} characters (it has {len(value)})."
+        )
+        return None
+    return value
+
+
+def _integer(data: FormData, name: str, errors: _Errors, *, required: bool) -> int | None:
+    raw = (data.get(name) or "").strip()
+    if not raw:
+        if required:
+            errors.add(name, REQUIRED)
+        return None
+    try:
+        return int(_DECIMAL_TAIL.sub("", raw))
+    except ValueError:
+        errors.add(name, "Enter a whole number.")
+        return None
+
+
+def boolean(value: str | None) -> bool:
+    """forms.BooleanField.to_python: "false"/"0" (any case) and "" are False."""
+    if value is None:
+        return False
+    return value.strip().lower() not in ("", "false", "0")
+
+
+def _null_boolean(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "on", "yes"):
+        return True
+    if lowered in ("false", "0", "off", "no"):
+        return False
+    return default
+
+
+# -- boot resources ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BootResourceUpload:
+    name: str
+    architecture: str
+    title: str
+    filetype: str
+    sha256: str
+    size: int
+    base_image: str
+    keep_old: bool
+    content_complete: bool
+
+
+def _clean_name(raw: str, state: MaasState, version: MaasVersion, errors: _Errors) -> str | None:
+    """BootResourceForm.clean_name (maas-api.md §5.4)."""
+    name = raw
+    if "/" in name:
+        pieces = name.split("/")
+        if len(pieces) != 2:
+            # `osystem, release = name.split("/")` raises outside validation: a 500.
+            raise ServerError("too many values to unpack (expected 2)")
+        osystem, release = pieces
+        if osystem == "custom" and version.strips_custom_prefix:
+            name = release
+        elif osystem not in SUPPORTED_OSYSTEMS:
+            errors.add(
+                "name",
+                f"Unsupport operating system {osystem}, supported operating systems: "
+                f"{list(SUPPORTED_OSYSTEMS)}",
+            )
+            return None
+    if name in state.reserved_names() or re.search(r"^centos\d\d?$", name):
+        errors.add("name", f"{name} is a reserved name")
+        return None
+    return name
+
+
+def _clean_base_image(
+    data: FormData,
+    name: str | None,
+    architecture: str | None,
+    state: MaasState,
+    version: MaasVersion,
+    errors: _Errors,
+) -> str:
+    """BootResourceForm.clean_base_image (maas-api.md §5.4)."""
+    split_name = (data.get("name") or "").split("/")
+    if len(split_name) > 1 and split_name[0] != "custom":
+        return ""
+    given = (data.get("base_image") or "").strip()
+    commissioning = f"ubuntu/{version.commissioning_release}"
+    if given:
+        base_image = given
+    elif name is None or architecture is None:
+        # The form already has errors; MAAS falls back to the commissioning OS.
+        return commissioning
+    else:
+        existing = state.find_resource(UPLOADED, name, architecture)
+        base_image = existing.base_image if existing is not None else ""
+    pieces = base_image.split("/")
+    if len(pieces) != 2:
+        if not given:
+            return commissioning
+        errors.add("base_image", "a base image must follow the format: <osystem>/<series>")
+        return ""
+    base_os, base_release = pieces[0].lower(), pieces[1].lower()
+    if base_os not in LINUX_OSYSTEMS:
+        errors.add("base_image", "custom images require a valid non-custom OS type base image")
+        return ""
+    if not is_supported_base_release(base_os, base_release):
+        errors.add("base_image", "please select a valid base image OS and version")
+        return ""
+    return f"{base_os}/{base_release}"
+
+
+def validate_boot_resource(
+    data: FormData, state: MaasState, version: MaasVersion
+) -> BootResourceUpload:
+    """BootResourceForm / BootResourceNoContentForm, field by field, then the file rules."""
+    errors = _Errors()
+    content = data.file("content") if version.accepts_content_upload else None
+    raw_name = _char(data, "name", errors, required=True, max_length=255)
+    name = _clean_name(raw_name, state, version, errors) if raw_name else None
+    title = _char(data, "title", errors) or ""
+
+    architecture: str | None = None
+    raw_arch = data.get("architecture")
+    if not raw_arch:
+        errors.add("architecture", REQUIRED)
+    else:
+        usable = state.usable_architectures()
+        if raw_arch in usable:
+            architecture = raw_arch
+        else:
+            choices = ", ".join(f"'{a}'" for a in usable) if usable else "''"
+            errors.add(
+                "architecture",
+                f"'{raw_arch}' is not a valid architecture.  It should be one of: {choices}.",
+            )
+
+    filetype: str | None = None
+    raw_filetype = data.get("filetype") if "filetype" in data else "tgz"
+    if not raw_filetype:
+        errors.add("filetype", REQUIRED)
+    elif raw_filetype not in UPLOAD_FILETYPES:
+        errors.add(
+            "filetype",
+            f"Select a valid choice. {raw_filetype} is not one of the available choices.",
+        )
+    else:
+        filetype = raw_filetype
+
+    sha256: str | None
+    size: int | None
+    if content is not None:
+        if not content.data:
+            errors.add("content", EMPTY_FILE)
+        sha256 = hashlib.sha256(content.data).hexdigest()
+        size = len(content.data)
+    else:
+        sha256 = _char(data, "sha256", errors, required=True, min_length=64, max_length=64)
+        size = _integer(data, "size", errors, required=True)
+    keep_old = boolean(data.get("keep_old"))
+    base_image = ""
+    if version.has_base_image:
+        base_image = _clean_base_image(data, name, architecture, state, version, errors)
+    errors.raise_if_any()
+    assert name is not None
+    assert architecture is not None
+    assert filetype is not None
+    assert sha256 is not None
+    assert size is not None
+    return BootResourceUpload(
+        name=name,
+        architecture=architecture,
+        title=title,
+        filetype=filetype,
+        sha256=sha256,
+        size=size,
+        base_image=base_image,
+        keep_old=keep_old,
+        content_complete=content is not None,
+    )
+
+
+# -- boot sources --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BootSourceChanges:
+    url: str
+    keyring_filename: str
+    keyring_data: bytes
+    name: str
+    priority: int | None
+    enabled: bool
+    skip_keyring_verification: bool
+
+
+def validate_boot_source(
+    data: FormData, state: MaasState, version: MaasVersion, instance: BootSource | None
+) -> BootSourceChanges:
+    """BootSourceForm plus BootSource.clean; an update fills absent fields from `instance`."""
+    errors = _Errors()
+    if instance is not None and "url" not in data:
+        url: str | None = instance.url
+    else:
+        url = _char(data, "url", errors, required=True, max_length=200)
+        if url and not _URL.match(url):
+            errors.add("url", "Enter a valid URL.")
+            url = None
+    if url and version.entitlements:
+        # 3.8 strips a trailing slash on save (maas-api.md §6.1).
+        url = url.rstrip("/") or url
+    if url is not None and any(s.url == url and s is not instance for s in state.sources.values()):
+        errors.add("url", "Boot source with this Url already exists.")
+
+    if instance is not None and "keyring_filename" not in data:
+        keyring_filename = instance.keyring_filename
+    else:
+        keyring_filename = _char(data, "keyring_filename", errors) or ""
+
+    upload = data.file("keyring_data")
+    keyring_data = b""
+    if upload is not None:
+        if not upload.data:
+            errors.add("keyring_data", EMPTY_FILE)
+        keyring_data = upload.data
+    elif instance is not None and instance.keyring_data:
+        # The FileField returns the stored bytes as its initial value and clean_keyring_data
+        # calls .read() on them: regiond 500s (maas-api.md §6.3, inferred from the code).
+        raise ServerError("'memoryview' object has no attribute 'read'")
+
+    name = url or ""
+    priority: int | None = None
+    enabled = True
+    skip = bool(url and url.endswith(".json"))
+    if version.entitlements:
+        if instance is not None:
+            name, priority = instance.name, instance.priority
+            enabled, skip = instance.enabled, instance.skip_keyring_verification
+        if "name" in data:
+            name = _char(data, "name", errors, required=True, max_length=255) or ""
+            if name and any(s.name == name and s is not instance for s in state.sources.values()):
+                errors.add("name", "Boot source with this Name already exists.")
+        if "priority" in data:
+            priority = _integer(data, "priority", errors, required=True)
+            if priority is not None and priority < 0:
+                errors.add("priority", "Ensure this value is greater than or equal to 0.")
+        enabled = _null_boolean(data.get("enabled"), enabled)
+        skip = _null_boolean(data.get("skip_keyring_verification"), skip)
+
+    exempt = bool(url and url.endswith(".json")) or (version.entitlements and skip)
+    if not exempt:
+        if not keyring_filename and not keyring_data:
+            errors.add("__all__", "One of keyring_data or keyring_filename must be specified.")
+        elif keyring_filename and keyring_data:
+            errors.add("__all__", "Only one of keyring_filename or keyring_data can be specified.")
+    errors.raise_if_any()
+    assert url is not None
+    return BootSourceChanges(
+        url=url,
+        keyring_filename=keyring_filename,
+        keyring_data=keyring_data,
+        name=name or url,
+        priority=priority,
+        enabled=enabled,
+        skip_keyring_verification=skip,
+    )
+
+
+# -- boot source selections ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionChanges:
+    os: str
+    release: str
+    arches: list[str]
+    subarches: list[str]
+    labels: list[str]
+
+
+def validate_selection(
+    data: FormData,
+    state: MaasState,
+    source: BootSource,
+    instance: BootSourceSelection | None,
+) -> SelectionChanges:
+    """BootSourceSelectionForm.clean against the source's image index (maas-api.md §7.2)."""
+    errors = _Errors()
+    values: dict[str, str | None] = {}
+    for name in ("os", "release"):
+        if instance is not None and name not in data:
+            values[name] = getattr(instance, name)
+        else:
+            values[name] = _char(data, name, errors, max_length=20)
+    lists: dict[str, list[str]] = {}
+    for name in ("arches", "subarches", "labels"):
+        if instance is not None and name not in data:
+            lists[name] = list(getattr(instance, name))
+        else:
+            lists[name] = data.getlist(name)
+    os_name, release = values["os"], values["release"]
+    if os_name is None or release is None:
+        # clean() indexes cleaned_data["os"] even after a field error: a KeyError, so a 500.
+        missing = "os" if os_name is None else "release"
+        raise ServerError(repr(missing))
+
+    cache = [
+        p
+        for p in image_index(source.url)
+        if (not os_name or p.os == os_name) and p.release == release
+    ]
+    if not cache:
+        errors.add(
+            "os", f"OS {os_name} with release {release} has no available images for download"
+        )
+        errors.raise_if_any()
+    available = {
+        "arches": {p.arch for p in cache},
+        "subarches": {p.subarch for p in cache},
+        "labels": {p.label for p in cache},
+    }
+    for name in ("arches", "subarches", "labels"):
+        wanted = lists[name]
+        if "*" not in wanted and not set(wanted) <= available[name]:
+            errors.add(name, f"No available images to download for {wanted}")
+    errors.raise_if_any()
+    duplicate = any(
+        s.boot_source_id == source.id
+        and s.os == os_name
+        and s.release == release
+        and s is not instance
+        for s in state.selections.values()
+    )
+    if duplicate:
+        # CleanSave's full_clean finds the unique_together clash (maas-api.md §11.1 item 9).
+        raise ModelValidationError(
+            {
+                "__all__": [
+                    "Boot source selection with this Boot source, Os and Release already exists."
+                ]
+            }
+        )
+    return SelectionChanges(os_name, release, lists["arches"], lists["subarches"], lists["labels"])
