@@ -82,7 +82,7 @@ def sri_sha512(path: Path) -> str:
     return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
 
 
-def wanted_packages(packages: tuple[Package, ...] = PACKAGES) -> dict[str, dict[str, str]]:
+def wanted_packages(packages: tuple[Package, ...]) -> dict[str, dict[str, str]]:
     return {p.name: {"version": p.version, "integrity": p.integrity} for p in packages}
 
 
@@ -94,7 +94,7 @@ def read_manifest(dest: Path) -> dict[str, object] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def is_up_to_date(dest: Path, packages: tuple[Package, ...] = PACKAGES) -> bool:
+def is_up_to_date(dest: Path, packages: tuple[Package, ...]) -> bool:
     """True when the manifest pins exactly these packages and every file still matches it."""
     manifest = read_manifest(dest)
     if manifest is None or manifest.get("packages") != wanted_packages(packages):
@@ -110,6 +110,14 @@ def is_up_to_date(dest: Path, packages: tuple[Package, ...] = PACKAGES) -> bool:
     return True
 
 
+def npm_registry(npm: str, env: dict[str, str]) -> str:
+    """The registry npm uses here (user/global .npmrc or NPM_CONFIG_REGISTRY), for messages."""
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [npm, "config", "get", "registry"], env=env, capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or "the configured npm registry"
+
+
 def npm_pack(packages: tuple[Package, ...], workdir: Path) -> dict[str, Path]:
     """Download the tarballs with `npm pack`, which honours the machine's npm registry and auth."""
     npm = shutil.which("npm")
@@ -123,11 +131,17 @@ def npm_pack(packages: tuple[Package, ...], workdir: Path) -> dict[str, Path]:
     }
     command = [npm, "pack", *(p.spec for p in packages)]
     command += ["--pack-destination", str(workdir), "--ignore-scripts", "--json"]
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        command, cwd=workdir, env=env, capture_output=True, text=True, check=False
-    )
+    try:
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            command, cwd=workdir, env=env, capture_output=True, text=True, check=False, timeout=600
+        )
+    except subprocess.TimeoutExpired:
+        raise VendorError(f"npm pack from {npm_registry(npm, env)} timed out") from None
     if result.returncode != 0:
-        raise VendorError(f"npm pack failed ({result.returncode}):\n{result.stderr.strip()}")
+        raise VendorError(
+            f"npm pack from {npm_registry(npm, env)} failed ({result.returncode}):\n"
+            f"{result.stderr.strip()}"
+        )
     try:
         entries = json.loads(result.stdout)
         tarballs = {e["name"]: workdir / e["filename"] for e in entries}
@@ -161,7 +175,7 @@ def extract(package: Package, tarball: Path, staging: Path) -> None:
                 shutil.copyfileobj(source, target)
 
 
-def vendor(dest: Path, packages: tuple[Package, ...] = PACKAGES) -> None:
+def vendor(dest: Path, packages: tuple[Package, ...]) -> None:
     """Fetch, verify and install the assets; each file is replaced atomically, the manifest last."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vendor-graphiql-") as tmp:
@@ -202,18 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     dest: Path = args.dest
-    if not args.force and is_up_to_date(dest):
+    if not args.force and is_up_to_date(dest, PACKAGES):
         print(f"GraphiQL assets in {dest} are up to date")
         return 0
     if args.check:
         print(f"GraphiQL assets in {dest} are missing or stale; run {sys.argv[0]}", file=sys.stderr)
         return 1
     try:
-        vendor(dest)
+        vendor(dest, PACKAGES)
     except VendorError as error:
         print(f"vendor_graphiql: {error}", file=sys.stderr)
         return 1
-    if not is_up_to_date(dest):
+    if not is_up_to_date(dest, PACKAGES):
         print(f"vendor_graphiql: {dest} does not verify after writing", file=sys.stderr)
         return 1
     print(f"vendored {', '.join(p.spec for p in PACKAGES)} into {dest}")
