@@ -66,7 +66,8 @@
       query: initialQuery,
       variables: parameters.get("variables") || undefined,
       onEditQuery: function (query) {
-        updateUrl("q", query);
+        // GraphiQL reports the initial text as an edit too; keep the plain page's link plain.
+        updateUrl("q", query === DEFAULT_QUERY ? "" : query);
       },
       onEditVariables: function (variables) {
         updateUrl("variables", variables);
