@@ -26,7 +26,7 @@ from app.config import Settings
 from app.errors import GatewayError, NotFound, UpstreamBadResponse, ValidationFailed
 from app.maas import models
 from app.maas.auth import MaasAuth, MaasCredentials
-from app.maas.errors import map_failure, parse_retry_after
+from app.maas.errors import map_failure
 from app.maas.transport import DEFAULT_BACKEND, Backend, make_transport
 from app.observability import REQUEST_ID_HEADER, request_id
 
@@ -666,8 +666,11 @@ class MaasClient:
             if response.is_success:
                 return response
             if response.status_code == 503 and retry is _Retry.READ and attempt < pool.retries:
+                # MAAS's 503 says Retry-After: 10; a reader would rather fail over to a stale
+                # answer than wait that long, so the short backoff applies and the error
+                # raised in the end carries the server's Retry-After to the caller.
                 attempt += 1
-                await self._backoff(attempt, parse_retry_after(response.headers.get("Retry-After")))
+                await self._backoff(attempt)
                 continue
             if (
                 missing_on_500
@@ -685,13 +688,10 @@ class MaasClient:
             return isinstance(exc, _NOTHING_SENT)
         return False
 
-    async def _backoff(self, attempt: int, retry_after: float | None = None) -> None:
+    async def _backoff(self, attempt: int) -> None:
         # Exponential with jitter, so a fleet of gateways does not retry in lockstep.
         ceiling = min(MAX_BACKOFF, self._pool.retry_backoff * 2 ** (attempt - 1))
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_BACKOFF))
-        await asyncio.sleep(delay)
+        await asyncio.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
 
     def _parse(self, operation: str, response: httpx.Response, validate: Callable[[Any], T]) -> T:
         try:

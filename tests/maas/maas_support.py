@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -63,7 +64,32 @@ __all__ = [
     "MAAS_URL",
     "USER_KEY",
     "Part",
+    "SimulatorControl",
     "mock_client",
     "mock_router",
     "parse_form",
 ]
+
+
+class SimulatorControl:
+    """The simulator's /_simulator/ control plane: faults, settings and request counters."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.maas_url = f"{url}/MAAS"
+
+    def faults(self, *rules: dict[str, Any]) -> None:
+        httpx.put(f"{self.url}/_simulator/faults", json={"rules": list(rules)}).raise_for_status()
+
+    def configure(self, **settings: float) -> None:
+        httpx.put(f"{self.url}/_simulator/config", json=settings).raise_for_status()
+
+    def count(self, method: str, path_pattern: str = "") -> int:
+        """Requests seen with `method` whose path matches the regex `path_pattern`."""
+        counts: dict[str, int] = httpx.get(f"{self.url}/_simulator/requests").json()["counts"]
+        total = 0
+        for key, seen in counts.items():
+            seen_method, _, path = key.partition(" ")
+            if seen_method == method and re.search(path_pattern, path):
+                total += seen
+        return total
