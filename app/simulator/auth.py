@@ -206,6 +206,10 @@ def authenticate(
     if authorization[:6] == "OAuth ":
         params.update(split_oauth_header(authorization[6:]))
     params.update(query_params)
+    if not params:
+        # piston's from_request returns no request, and validate_token calls a method on
+        # None: a 500 (≤3.7 judges "is OAuth" by the names appearing anywhere in the header).
+        raise ServerError("'NoneType' object has no attribute 'verify_request'")
 
     oauth_version = params.get("oauth_version")
     if oauth_version and oauth_version != "1.0":

@@ -1,0 +1,1 @@
+"""Tests of the MAAS simulator, over real sockets."""
