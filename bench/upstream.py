@@ -1,12 +1,15 @@
 """The MAAS simulator in a child process, so its CPU never competes with the client measured.
 
-Run as `python -m bench.upstream --latency-ms 20 --resources 50`: prints the base URL on one
-line, serves until its stdin closes.
+Run as `python -m bench.upstream --latency-ms 20 --resources 50`: prints the MAAS URL on one
+line, serves until its stdin closes. `--resources` is the length of the boot-resource list:
+the simulator's seeded images are counted and topped up with generated uploads.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,6 +46,13 @@ def simulator_process(*, latency_ms: float, resources: int) -> Iterator[str]:
             child.wait()
 
 
+async def _count_resources(url: str) -> int:
+    from app.maas import MaasClient, MaasCredentials
+
+    async with MaasClient(url, MaasCredentials.from_key(ADMIN_KEY)) as client:
+        return len(await client.list_boot_resources())
+
+
 def main() -> None:
     from app.serving import BackgroundServer
     from app.simulator import SimulatorConfig, create_simulator
@@ -51,11 +61,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--resources", type=int, default=50)
     args = parser.parse_args()
-    config = SimulatorConfig(
-        admin_key=ADMIN_KEY,
-        user_key=USER_KEY,
-        latency_ms=args.latency_ms,
-        extra_resources=args.resources,
+    base = SimulatorConfig(admin_key=ADMIN_KEY, user_key=USER_KEY)
+    with BackgroundServer(create_simulator(base)) as server:
+        seeded = asyncio.run(_count_resources(f"{server.url}/MAAS"))
+    if seeded > args.resources:
+        raise SystemExit(f"the simulator seeds {seeded} resources, more than {args.resources}")
+    config = dataclasses.replace(
+        base, latency_ms=args.latency_ms, extra_resources=args.resources - seeded
     )
     with BackgroundServer(create_simulator(config)) as server:
         print(f"{server.url}/MAAS", flush=True)

@@ -12,8 +12,9 @@ from httpx_aiohttp import AiohttpTransport as _AiohttpTransport
 
 Backend = Literal["aiohttp", "httpx"]
 DEFAULT_BACKEND: Backend = "aiohttp"
-"""Measured by `python -m bench` (docs in bench/fanout.py): aiohttp is several times faster at
-50 requests in flight, where httpx's own pool spends CPU growing with the requests in flight."""
+"""Measured by `python -m bench` (bench/fanout.py: 1 list + 50 details, 20 ms latency, ideal
+40 ms): aiohttp 49-51 ms at 12 ms of client CPU per tree; httpx's own pool 258 ms at 227 ms of
+CPU, its cost growing with the requests in flight (100 ms at best, capped at 25 in flight)."""
 
 
 def _translate(exc: BaseException, request: httpx.Request) -> BaseException:
