@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-API_PATH = "api/2.0/"
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 MAX_CHUNK_SIZE = 10 * 1024 * 1024
 """MAAS's packaged nginx rejects bodies over 10 MiB (maas-api.md §3)."""
@@ -119,8 +118,8 @@ def normalize_base_url(base_url: str) -> str:
     url = httpx.URL(base_url.strip())
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError("the MAAS URL must be an absolute http:// or https:// URL")
-    if url.query or url.fragment:
-        raise ValueError("the MAAS URL must not carry a query or fragment")
+    if url.query or url.fragment or url.userinfo:
+        raise ValueError("the MAAS URL must not carry a query, fragment or user info")
     path = url.path.rstrip("/")
     if not path.endswith("/api/2.0"):
         path = f"{path}/api/2.0"

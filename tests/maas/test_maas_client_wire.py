@@ -16,6 +16,7 @@ import pytest
 import respx
 from maas_support import API, MAAS_URL, USER_KEY, mock_client, mock_router, parse_form
 
+from app.config import Settings
 from app.errors import (
     Conflict,
     NotFound,
@@ -71,7 +72,14 @@ def test_base_url_is_normalized_to_the_api_root(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://maas.test/MAAS", "maas.test:5240/MAAS", "http:///MAAS", "http://m/MAAS?x=1"]
+    "url",
+    [
+        "ftp://maas.test/MAAS",
+        "maas.test:5240/MAAS",
+        "http:///MAAS",
+        "http://m/MAAS?x=1",
+        "http://admin:pw@m/MAAS",
+    ],
 )
 def test_base_url_that_is_not_an_http_url_is_rejected(url: str) -> None:
     with pytest.raises(ValueError, match="MAAS URL"):
@@ -613,3 +621,42 @@ async def test_cancelled_caller_releases_its_concurrency_slot(router: respx.Rout
             await maas.list_boot_sources()
         with anyio.fail_after(1):
             assert (await maas.version()).version == "3"
+
+
+# Settings --------------------------------------------------------------------------------------
+
+
+async def test_from_settings_uses_the_configured_url_key_and_chunk_size(
+    router: respx.Router,
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        maas_url=f"{MAAS_URL}/",
+        maas_api_key=USER_KEY,
+        upload_chunk_size=128 * 1024,
+        maas_retries=0,
+    )
+    route = router.get("boot-sources/").mock(return_value=httpx.Response(503))
+    transport = httpx.MockTransport(router.async_handler)
+
+    async with MaasClient.from_settings(settings, transport=transport) as maas:
+        with pytest.raises(UpstreamUnavailable):
+            await maas.list_boot_sources()
+
+    assert maas.api_root == API
+    assert maas.credentials == MaasCredentials.from_key(USER_KEY)
+    assert route.call_count == 1
+
+
+def test_from_settings_without_a_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="maas_url"):
+        MaasClient.from_settings(Settings(_env_file=None, maas_url=None))
+
+
+def test_from_settings_verifies_with_the_configured_ca_bundle() -> None:
+    settings = Settings(
+        _env_file=None, maas_url="https://maas.test/MAAS", maas_ca_bundle="/nonexistent/ca.pem"
+    )
+
+    with pytest.raises(FileNotFoundError):
+        MaasClient.from_settings(settings)
