@@ -20,6 +20,8 @@ from app.graphql.router import GatewayGraphQL
 from app.graphql.schema import build_schema
 from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
+from app.rest import install_error_handlers
+from app.rest import router as rest_router
 from app.service import BootService, Caller, cache_policies
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -67,6 +69,8 @@ def create_app(
     app.router.routes.append(Route("/graphql", graphql, methods=["GET", "POST"]))
     app.add_middleware(ResponseCacheEdge, service=service, callers=resolver, path="/graphql")
     app.router.routes.append(WebSocketRoute("/graphql", graphql))
+    app.include_router(rest_router)
+    install_error_handlers(app)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,0 +1,213 @@
+"""REST routes for boot sources and, nested under each, its selections (CRUD)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.cache import Family
+from app.rest.deps import CallerDep, SelectionId, ServiceDep, SourceId
+from app.rest.errors import COMMON_ERRORS, error_responses
+from app.rest.responses import json_read, json_write
+from app.rest.schemas import (
+    BootSourceCreate,
+    BootSourceOut,
+    BootSourceUpdate,
+    SelectionCreate,
+    SelectionOut,
+    SelectionUpdate,
+    decode_keyring,
+    dump_selection,
+    dump_source,
+)
+from app.service import track_reads
+
+router = APIRouter(prefix="/boot-sources", tags=["boot-sources"])
+selections = APIRouter(prefix="/boot-sources/{source_id}/selections", tags=["selections"])
+
+PREFIX = "/api/v1/boot-sources"
+_ONE = error_responses(*COMMON_ERRORS, 404)
+
+
+@router.get(
+    "",
+    response_model=list[BootSourceOut],
+    responses=error_responses(*COMMON_ERRORS),
+    summary="List boot sources",
+)
+async def list_boot_sources(service: ServiceDep, caller: CallerDep, request: Request) -> Response:
+    with track_reads() as reads:
+        sources = await service.list_boot_sources(caller)
+    return json_read(request, [dump_source(s) for s in sources], (Family.BOOT_SOURCES,), reads)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=BootSourceOut,
+    responses=error_responses(*COMMON_ERRORS),
+    summary="Create a boot source",
+    description="Give exactly one of `keyring_filename` (a path on the MAAS server) and "
+    "`keyring_data` (the keyring, base64), as MAAS requires (maas-api.md §6.2).",
+)
+async def create_boot_source(
+    service: ServiceDep, caller: CallerDep, body: BootSourceCreate
+) -> Response:
+    source = await service.create_boot_source(
+        caller,
+        url=body.url,
+        keyring_filename=body.keyring_filename,
+        keyring_data=decode_keyring(body.keyring_data),
+    )
+    return json_write(dump_source(source), 201, location=f"{PREFIX}/{source.id}")
+
+
+@router.get("/{source_id}", response_model=BootSourceOut, responses=_ONE, summary="One boot source")
+async def get_boot_source(
+    service: ServiceDep, caller: CallerDep, request: Request, source_id: SourceId
+) -> Response:
+    with track_reads() as reads:
+        source = await service.get_boot_source(caller, source_id)
+    return json_read(request, dump_source(source), (Family.BOOT_SOURCE,), reads)
+
+
+@router.patch(
+    "/{source_id}",
+    response_model=BootSourceOut,
+    responses=_ONE,
+    summary="Update a boot source (partial: fields left out keep their values)",
+)
+@router.put(
+    "/{source_id}",
+    name="put_boot_source",
+    response_model=BootSourceOut,
+    responses=_ONE,
+    summary="Update a boot source (as PATCH: partial, like MAAS's own PUT)",
+)
+async def update_boot_source(
+    service: ServiceDep, caller: CallerDep, source_id: SourceId, body: BootSourceUpdate
+) -> Response:
+    source = await service.update_boot_source(
+        caller,
+        source_id,
+        url=body.url,
+        keyring_filename=body.keyring_filename,
+        keyring_data=decode_keyring(body.keyring_data),
+    )
+    return json_write(dump_source(source))
+
+
+@router.delete(
+    "/{source_id}",
+    status_code=204,
+    response_class=Response,
+    responses=_ONE,
+    summary="Delete a boot source and its selections",
+)
+async def delete_boot_source(
+    service: ServiceDep, caller: CallerDep, source_id: SourceId
+) -> Response:
+    await service.delete_boot_source(caller, source_id)
+    return Response(status_code=204)
+
+
+@selections.get(
+    "",
+    response_model=list[SelectionOut],
+    responses=_ONE,
+    summary="List a boot source's selections",
+)
+async def list_selections(
+    service: ServiceDep, caller: CallerDep, request: Request, source_id: SourceId
+) -> Response:
+    with track_reads() as reads:
+        items = await service.list_selections(caller, source_id)
+    return json_read(request, [dump_selection(s) for s in items], (Family.SELECTIONS,), reads)
+
+
+@selections.post(
+    "",
+    status_code=201,
+    response_model=SelectionOut,
+    responses=_ONE,
+    summary="Create a selection",
+    description="MAAS checks os, release and the lists against the source's image index "
+    "(maas-api.md §7.2); a rejected value comes back as 400 with `details.fields`.",
+)
+async def create_selection(
+    service: ServiceDep, caller: CallerDep, source_id: SourceId, body: SelectionCreate
+) -> Response:
+    selection = await service.create_selection(
+        caller,
+        source_id,
+        os=body.os,
+        release=body.release,
+        arches=body.arches,
+        subarches=body.subarches,
+        labels=body.labels,
+    )
+    location = f"{PREFIX}/{source_id}/selections/{selection.id}"
+    return json_write(dump_selection(selection), 201, location=location)
+
+
+@selections.get(
+    "/{selection_id}", response_model=SelectionOut, responses=_ONE, summary="One selection"
+)
+async def get_selection(
+    service: ServiceDep,
+    caller: CallerDep,
+    request: Request,
+    source_id: SourceId,
+    selection_id: SelectionId,
+) -> Response:
+    with track_reads() as reads:
+        selection = await service.get_selection(caller, source_id, selection_id)
+    return json_read(request, dump_selection(selection), (Family.SELECTIONS,), reads)
+
+
+@selections.patch(
+    "/{selection_id}",
+    response_model=SelectionOut,
+    responses=_ONE,
+    summary="Update a selection (partial: fields left out keep their values)",
+)
+@selections.put(
+    "/{selection_id}",
+    name="put_selection",
+    response_model=SelectionOut,
+    responses=_ONE,
+    summary="Update a selection (as PATCH: partial, like MAAS's own PUT)",
+)
+async def update_selection(
+    service: ServiceDep,
+    caller: CallerDep,
+    source_id: SourceId,
+    selection_id: SelectionId,
+    body: SelectionUpdate,
+) -> Response:
+    selection = await service.update_selection(
+        caller,
+        source_id,
+        selection_id,
+        os=body.os,
+        release=body.release,
+        arches=body.arches,
+        subarches=body.subarches,
+        labels=body.labels,
+    )
+    return json_write(dump_selection(selection))
+
+
+@selections.delete(
+    "/{selection_id}",
+    status_code=204,
+    response_class=Response,
+    responses=_ONE,
+    summary="Delete a selection",
+)
+async def delete_selection(
+    service: ServiceDep, caller: CallerDep, source_id: SourceId, selection_id: SelectionId
+) -> Response:
+    await service.delete_selection(caller, source_id, selection_id)
+    return Response(status_code=204)

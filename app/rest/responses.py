@@ -1,0 +1,76 @@
+"""JSON responses from pre-encoded bytes with HTTP caching headers (ETag/304, Cache-Control)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.cache import CacheOutcome, CachePolicy, Family
+from app.rest.schemas import dumps
+from app.service import ReadLog, cache_policies
+
+JSON = "application/json"
+
+
+def _policies(request: Request) -> dict[Family, CachePolicy]:
+    # Built once per app from its settings; the TTLs are what Cache-Control promises.
+    state = request.app.state
+    policies: dict[Family, CachePolicy] | None = getattr(state, "rest_cache_policies", None)
+    if policies is None:
+        policies = state.rest_cache_policies = cache_policies(state.settings)
+    return policies
+
+
+def etag_of(body: bytes) -> str:
+    """A strong validator: the body is the exact bytes every matching answer would carry."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def _opaque(tag: str) -> str:
+    tag = tag.strip()
+    return tag[2:] if tag.startswith("W/") else tag
+
+
+def none_match(header: str | None, etag: str) -> bool:
+    """If-None-Match uses weak comparison (RFC 9110 §13.1.2): `*`, or any listed tag."""
+    if not header:
+        return False
+    wanted = _opaque(etag)
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or _opaque(candidate) == wanted:
+            return True
+    return False
+
+
+def json_read(
+    request: Request, payload: Any, families: Iterable[Family], reads: ReadLog
+) -> Response:
+    """A GET answer: 200 with the body, or 304 when the client already holds these bytes."""
+    body = dumps(payload)
+    policies = _policies(request)
+    ttl = min(policies[f].ttl for f in families)
+    etag = etag_of(body)
+    headers = {
+        "ETag": etag,
+        # Private: answers depend on the credential that signs upstream (DESIGN.md, caching).
+        "Cache-Control": f"private, max-age={int(ttl)}",
+        "Vary": "Authorization",
+    }
+    outcome = reads.outcome
+    if outcome is not None:
+        headers["X-Cache"] = (
+            outcome.value if outcome is not CacheOutcome.COALESCED else CacheOutcome.MISS.value
+        )
+    if none_match(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=JSON, headers=headers)
+
+
+def json_write(payload: Any, status: int = 200, *, location: str | None = None) -> Response:
+    headers = {"Location": location} if location else None
+    return Response(dumps(payload), status_code=status, media_type=JSON, headers=headers)

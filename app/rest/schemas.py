@@ -1,0 +1,234 @@
+"""REST request and response models (for validation and OpenAPI) and the fast JSON encoders."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app import models
+
+ResourceTypeName = Literal["synced", "uploaded", "generated"]
+
+# Timestamps are UTC (app.maas.models makes them aware); naive ones are taken as UTC too.
+_ORJSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
+def dumps(payload: Any) -> bytes:
+    return orjson.dumps(payload, option=_ORJSON_OPTIONS)
+
+
+# Responses: documented with pydantic, encoded by the dump_* functions below with orjson, so
+# large lists never go through FastAPI's jsonable_encoder (DESIGN.md, "Performance model").
+
+
+class BootResourceFileOut(BaseModel):
+    filename: str = Field(examples=["root.tgz"])
+    filetype: str = Field(examples=["root-tgz"], description="MAAS's stored file type.")
+    size: int = Field(description="Declared total bytes.")
+    sha256: str
+    complete: bool
+    progress: float = Field(description="Percentage 0-100 stored in MAAS.")
+
+
+class BootResourceSetOut(BaseModel):
+    version: str = Field(examples=["20260101"], description="YYYYMMDD[.N]; newest first.")
+    label: str = Field(examples=["uploaded", "stable"])
+    size: int = Field(description="Declared total bytes of the set's files.")
+    complete: bool
+    progress: float
+    files: list[BootResourceFileOut]
+
+
+class BootResourceOut(BaseModel):
+    id: int
+    type: ResourceTypeName
+    name: str = Field(examples=["ubuntu/jammy", "alma9"])
+    os: str | None = Field(description="The OS of an os/release name.")
+    release: str | None = Field(description="The release of an os/release name.")
+    architecture: str = Field(examples=["amd64/generic"], description="arch/subarch.")
+    subarches: list[str]
+    title: str
+    base_image: str | None = Field(examples=["ubuntu/jammy"])
+    last_deployed: datetime | None
+    complete: bool | None = Field(
+        description="Whether the newest set is complete; null when sets were not read."
+    )
+    sets: list[BootResourceSetOut] | None = Field(
+        default=None,
+        description="Newest first. Present on one resource, on uploads and with "
+        "`expand=sets`; absent from plain lists.",
+    )
+
+
+class ImportStatusOut(BaseModel):
+    importing: bool
+    incomplete: list[BootResourceOut] = Field(
+        description="Resources whose newest set is not complete, with their sets."
+    )
+
+
+class ImportActionOut(BaseModel):
+    importing: bool = Field(description="true once started; false once asked to stop.")
+
+
+class BootSourceOut(BaseModel):
+    id: int
+    url: str
+    keyring_filename: str = Field(description="A keyring path on the MAAS server, or empty.")
+    keyring_data: str = Field(description="Base64 of the keyring's bytes, or empty.")
+    created: datetime | None
+    updated: datetime | None
+
+
+class SelectionOut(BaseModel):
+    id: int
+    boot_source_id: int
+    os: str
+    release: str
+    arches: list[str]
+    subarches: list[str]
+    labels: list[str]
+
+
+def dump_file(item: models.BootResourceFile) -> dict[str, Any]:
+    return {
+        "filename": item.filename,
+        "filetype": item.filetype,
+        "size": item.size,
+        "sha256": item.sha256,
+        "complete": item.complete,
+        "progress": item.progress,
+    }
+
+
+def dump_set(item: models.BootResourceSet) -> dict[str, Any]:
+    return {
+        "version": item.version,
+        "label": item.label,
+        "size": item.size,
+        "complete": item.complete,
+        "progress": item.progress,
+        "files": [dump_file(f) for f in item.files],
+    }
+
+
+def dump_resource(resource: models.BootResource) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": resource.id,
+        "type": resource.type.maas_filter,
+        "name": resource.name,
+        "os": resource.os,
+        "release": resource.release,
+        "architecture": str(resource.architecture),
+        "subarches": resource.subarches,
+        "title": resource.title,
+        "base_image": resource.base_image,
+        "last_deployed": resource.last_deployed,
+        "complete": resource.complete,
+    }
+    if resource.sets is not None:
+        out["sets"] = [dump_set(s) for s in resource.sets]
+    return out
+
+
+def dump_import_status(status: models.ImportStatus) -> dict[str, Any]:
+    return {
+        "importing": status.importing,
+        "incomplete": [dump_resource(r) for r in status.incomplete],
+    }
+
+
+def dump_source(source: models.BootSource) -> dict[str, Any]:
+    return {
+        "id": source.id,
+        "url": source.url,
+        "keyring_filename": source.keyring_filename,
+        "keyring_data": source.keyring_data,
+        "created": source.created,
+        "updated": source.updated,
+    }
+
+
+def dump_selection(selection: models.BootSourceSelection) -> dict[str, Any]:
+    return {
+        "id": selection.id,
+        "boot_source_id": selection.boot_source_id,
+        "os": selection.os,
+        "release": selection.release,
+        "arches": selection.arches,
+        "subarches": selection.subarches,
+        "labels": selection.labels,
+    }
+
+
+# Requests: small JSON bodies, parsed and validated by FastAPI.
+
+
+def _keyring_bytes(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ValueError("must be base64 (RFC 4648, with padding)") from error
+    return value
+
+
+def decode_keyring(value: str | None) -> bytes | None:
+    """The raw keyring bytes MAAS wants as a file part (maas-api.md §6.3)."""
+    return None if value is None else base64.b64decode(value, validate=True)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BootSourceCreate(_Body):
+    url: str = Field(min_length=1, examples=["http://images.maas.io/ephemeral-v3/stable/"])
+    keyring_filename: str | None = Field(
+        default=None, description="Path of a keyring on the MAAS server."
+    )
+    keyring_data: str | None = Field(
+        default=None,
+        description="The keyring itself, base64-encoded. Give this or keyring_filename.",
+        json_schema_extra={"contentEncoding": "base64"},
+    )
+
+    _check_keyring = field_validator("keyring_data")(_keyring_bytes)
+
+
+class BootSourceUpdate(_Body):
+    """Partial: fields left out keep their values."""
+
+    url: str | None = Field(default=None, min_length=1)
+    keyring_filename: str | None = None
+    keyring_data: str | None = Field(
+        default=None,
+        description="The keyring itself, base64-encoded.",
+        json_schema_extra={"contentEncoding": "base64"},
+    )
+
+    _check_keyring = field_validator("keyring_data")(_keyring_bytes)
+
+
+class SelectionCreate(_Body):
+    os: str = Field(examples=["ubuntu"])
+    release: str = Field(examples=["noble"])
+    arches: list[str] | None = Field(default=None, examples=[["amd64"]], description="* = all")
+    subarches: list[str] | None = Field(default=None, examples=[["*"]])
+    labels: list[str] | None = Field(default=None, examples=[["*"]])
+
+
+class SelectionUpdate(_Body):
+    """Partial: fields left out keep their values."""
+
+    os: str | None = None
+    release: str | None = None
+    arches: list[str] | None = None
+    subarches: list[str] | None = None
+    labels: list[str] | None = None
