@@ -1,0 +1,193 @@
+"""Client side of `maas-gateway upload`: hash a file, then stream it to the gateway's REST API."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+import orjson
+
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+UPLOAD_PATH = "/api/v1/boot-resources"
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes sent, total bytes) as the upload advances."""
+
+
+class UploadFailed(Exception):
+    """The gateway refused or failed the upload; `error` is its envelope's `error` object.
+
+    `status` is None when no answer came back (gateway unreachable, connection dropped).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "UPLOAD_FAILED",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.details: dict[str, Any] = dict(details or {})
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    def __str__(self) -> str:
+        where = f"HTTP {self.status} " if self.status is not None else ""
+        return f"{where}{self.code}: {self.message}"
+
+
+def file_digest(path: str | Path, *, block_size: int = DEFAULT_CHUNK_SIZE) -> tuple[int, str]:
+    """The size and SHA-256 hex digest of a file, read once in blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as file:
+        while block := file.read(block_size):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def _blocks(path: Path, size: int, chunk_size: int, progress: Progress | None) -> Iterator[bytes]:
+    sent = 0
+    if progress is not None:
+        progress(0, size)
+    with open(path, "rb") as file:
+        while sent < size and (block := file.read(min(chunk_size, size - sent))):
+            yield block
+            sent += len(block)
+            if progress is not None:
+                progress(sent, size)
+        if sent != size:
+            # Shrunk since it was hashed: hanging up makes the gateway drop the half-made image.
+            # (Bytes appended since are simply not sent: the hashed prefix is what uploads.)
+            raise UploadFailed(f"{path} changed while it was being uploaded", code="FILE_CHANGED")
+
+
+def _failure(response: httpx.Response) -> UploadFailed:
+    try:
+        body = orjson.loads(response.content)
+        error = body["error"]
+        return UploadFailed(
+            str(error["message"]),
+            status=response.status_code,
+            code=str(error["code"]),
+            details=error.get("details") or {},
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        text = response.text.strip()[:200] or response.reason_phrase
+        return UploadFailed(text, status=response.status_code, code=f"HTTP_{response.status_code}")
+
+
+def upload_file(
+    gateway_url: str,
+    path: str | Path,
+    *,
+    name: str,
+    architecture: str,
+    title: str | None = None,
+    filetype: str = "tgz",
+    base_image: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Progress | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 300.0,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """Upload a custom image through the gateway and return the new resource (with its sets).
+
+    The file is read twice in `chunk_size` blocks, never whole: once for its size and sha256,
+    then to stream it with both declared, so the gateway can pass it to MAAS as it arrives.
+    Raises UploadFailed with the gateway's error (code, message, details) on any failure.
+    """
+    path = Path(path)
+    size, sha256 = file_digest(path, block_size=chunk_size)
+    params = {
+        "name": name,
+        "architecture": architecture,
+        "filetype": filetype,
+        "size": str(size),
+        "sha256": sha256,
+    }
+    if title is not None:
+        params["title"] = title
+    if base_image is not None:
+        params["base_image"] = base_image
+    request_headers = {
+        **(headers or {}),
+        "Content-Type": "application/octet-stream",
+        # An explicit length keeps httpx from switching to chunked encoding for a generator.
+        "Content-Length": str(size),
+        "X-Content-SHA256": sha256,
+    }
+    # Waiting for the answer can take a while after the last byte: MAAS gets the final chunk.
+    limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+    url = gateway_url.rstrip("/") + UPLOAD_PATH
+    try:
+        with httpx.Client(timeout=limits, transport=transport) as client:
+            response = client.post(
+                url,
+                params=params,
+                headers=request_headers,
+                content=_blocks(path, size, chunk_size, progress),
+            )
+    except httpx.HTTPError as error:
+        raise UploadFailed(
+            f"no answer from the gateway at {gateway_url}: {type(error).__name__}: {error}",
+            code="GATEWAY_UNREACHABLE",
+        ) from error
+    if response.status_code != 201:
+        raise _failure(response)
+    result: dict[str, Any] = orjson.loads(response.content)
+    return result
+
+
+def progress_bar(
+    label: str = "", *, stream: TextIO | None = None, width: int = 30, interval: float = 0.1
+) -> Progress:
+    """A text progress bar on stderr, redrawn in place at most every `interval` seconds."""
+    out = stream if stream is not None else sys.stderr
+    last_time = [0.0]
+    last_width = [0]
+
+    def draw(sent: int, total: int) -> None:
+        now = time.monotonic()
+        done = sent >= total
+        if not done and now - last_time[0] < interval:
+            return
+        last_time[0] = now
+        fraction = sent / total if total else 1.0
+        filled = int(width * fraction)
+        bar = "#" * filled + "-" * (width - filled)
+        prefix = f"{label} " if label else ""
+        line = f"{prefix}[{bar}] {fraction * 100:5.1f}% {_human(sent)}/{_human(total)}"
+        # Pad over a longer previous line ("999.9 KiB" becomes "1.0 MiB").
+        out.write("\r" + line.ljust(last_width[0]))
+        last_width[0] = len(line)
+        if done:
+            out.write("\n")
+        out.flush()
+
+    return draw
+
+
+def _human(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    value, unit = count / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
