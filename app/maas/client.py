@@ -11,7 +11,7 @@ import random
 import re
 import secrets
 import ssl
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from http.cookiejar import Cookie, CookieJar
 from types import TracebackType
@@ -343,6 +343,7 @@ class MaasClient:
             self._upload_url(upload_uri),
             content=data,
             content_type="application/octet-stream",
+            stream_content=True,
             retry=_Retry.NEVER,
         )
 
@@ -631,6 +632,7 @@ class MaasClient:
         form: _Form | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
+        stream_content: bool = False,
         retry: _Retry = _Retry.READ,
         missing_on_500: bool = False,
     ) -> httpx.Response:
@@ -642,6 +644,8 @@ class MaasClient:
             content, content_type = _encode_multipart(form)
         if content_type is not None:
             headers["Content-Type"] = content_type
+        if stream_content and content is not None:
+            headers["Content-Length"] = str(len(content))
         current_request_id = request_id.get()
         if current_request_id:
             headers[REQUEST_ID_HEADER] = current_request_id
@@ -652,7 +656,12 @@ class MaasClient:
             url = _absolute_url(pool.api_root, f"{path}?{urlencode(params)}" if params else path)
         attempt = 0
         while True:
-            request = pool.http.build_request(method, url, content=content, headers=headers)
+            body: bytes | AsyncIterator[bytes] | None = content
+            if stream_content and content is not None:
+                # aiohttp copies a bytes body over 1 MiB and warns about it; one streamed piece
+                # with its exact Content-Length goes to the socket as it is.
+                body = _one_piece(content)
+            request = pool.http.build_request(method, url, content=body, headers=headers)
             try:
                 async with pool.semaphore:
                     response = await pool.http.send(request, auth=self._auth)
@@ -697,6 +706,10 @@ class MaasClient:
             return validate(orjson.loads(response.content))
         except ValueError as exc:  # orjson.JSONDecodeError, pydantic.ValidationError
             raise map_failure(operation, exc, redact=self._redact) from exc
+
+
+async def _one_piece(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _ssl_context(verify: Literal[True] | str) -> ssl.SSLContext:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -77,8 +78,18 @@ class AiohttpTransport(_AiohttpTransport):
         return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # aiohttp has no write timeout: a peer that stops reading a chunk would stall the PUT
+        # forever. Its connect and read timers fire first in every other case, so a deadline
+        # on the whole exchange up to the response headers only ever catches a stalled write.
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        budget = sum(value for value in timeouts.values() if value is not None)
         try:
-            response = await super().handle_async_request(request)
+            async with asyncio.timeout(budget or None):
+                response = await super().handle_async_request(request)
+        except TimeoutError as exc:
+            if isinstance(exc, aiohttp.ClientError):
+                raise _translate(exc, request) from exc
+            raise httpx.WriteTimeout("the request was not sent in time", request=request) from exc
         except (httpx.TransportError, aiohttp.ClientError) as exc:
             raise _translate(exc, request) from exc
         assert isinstance(response.stream, httpx.AsyncByteStream)

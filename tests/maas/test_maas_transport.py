@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 import pytest
 from maas_support import ADMIN_KEY
 
@@ -133,5 +134,23 @@ async def test_silent_peer_is_a_timeout_and_not_retried(backend: Backend) -> Non
     ):
         with pytest.raises(UpstreamTimeout, match="timed out waiting for the response"):
             await maas.list_boot_resources()
+
+    assert server.connections == 1
+
+
+async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(5)
+
+
+async def test_peer_that_stops_reading_a_chunk_is_a_timeout(backend: Backend) -> None:
+    # aiohttp has no write timeout of its own; a stalled PUT must still end.
+    async with (
+        peer(never_read) as server,
+        client_for(server.url, backend, timeout=0.3, connect_timeout=0.3) as maas,
+    ):
+        with anyio.fail_after(4), pytest.raises(UpstreamTimeout, match="timed out sending"):
+            await maas.upload_chunk(
+                "/MAAS/api/2.0/boot-resources/1/upload/1/", b"x" * (10 * 1024 * 1024)
+            )
 
     assert server.connections == 1

@@ -256,3 +256,17 @@ async def test_task_cancelled_by_asyncio_still_deletes_the_resource(
 
     sim.faults()
     assert await resources_named(maas, "custom-task") == []
+
+
+async def test_upload_with_the_default_4_mib_chunks(sim: SimulatorControl) -> None:
+    data = bytes(range(256)) * (9 * 4096)  # 9 MiB: two full 4 MiB chunks and a 1 MiB tail
+
+    async with MaasClient(sim.maas_url, MaasCredentials.from_key(ADMIN_KEY)) as maas:
+        uploaded = await maas.upload_boot_resource(
+            "custom-big", ARCH, stream(data, 1 << 20), len(data), hashlib.sha256(data).hexdigest()
+        )
+
+    newest = uploaded.newest_set
+    assert newest is not None
+    assert newest.complete
+    assert sim.count("PUT", UPLOADS) == 3
