@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from bench import Result, format_table, load
@@ -20,6 +21,10 @@ def main(argv: list[str]) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results.extend(run())
     print(format_table(results))
+    load_average, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load_average > cpus:
+        # Wall-clock figures on a machine this busy say more about the neighbours.
+        print(f"note: load average {load_average:.1f} on {cpus} CPUs; figures are unreliable")
     return 1 if any(r.passed is False for r in results) else 0
 
 
