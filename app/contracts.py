@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from graphql import build_schema as parse_sdl
 from graphql import BreakingChange, find_breaking_changes
+from graphql import build_schema as parse_sdl
 
 from app.config import Settings
 

@@ -23,6 +23,14 @@ class GatewayError(Exception):
         self.details: dict[str, Any] = details or {}
         self.retry_after = retry_after
 
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """What GraphQL reports; graphql-core copies an original error's `extensions` dict."""
+        extensions = {"code": self.code, **self.details}
+        if self.retry_after is not None:
+            extensions["retryAfter"] = self.retry_after
+        return extensions
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
 

@@ -10,12 +10,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
 from app.callers import CallerResolver
 from app.graphql.context import GraphQLContext
 from app.graphql.graphiql import graphiql_page
+from app.graphql.schema import code_errors
 from app.service import BootService
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
@@ -57,6 +60,10 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             )
         return await super().parse_http_body(request)
 
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        code_errors(result)
+        return await super().process_result(request, result)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GraphQLContext:
@@ -65,8 +72,21 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._page)
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        # Websocket messages must be text frames: graphql-ws clients reject binary ones.
+        return orjson.dumps(data).decode()
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = Response(orjson.dumps(response_data), media_type="application/json")
+        response.headers.raw.extend(sub_response.headers.raw)
+        response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)

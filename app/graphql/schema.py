@@ -239,31 +239,12 @@ class Mutation:
     async def upload_boot_resource(
         self, info: GInfo, file: Upload, input: types.UploadBootResourceInput
     ) -> types.BootResourcePayload:
-        ctx = info.context
         upload: UploadFile = file  # type: ignore[assignment]
         try:
-            size, sha256 = await _measure(upload)
-            if input.sha256 is not None and input.sha256.lower() != sha256:
-                raise ValidationFailed(
-                    "the file does not match the declared sha256",
-                    fields={"sha256": [f"the file hashes to {sha256}"]},
-                )
-        except ValidationFailed as error:
-            return types.BootResourcePayload(boot_resource=None, errors=types.user_errors(error))
-        resource, errors = await _attempt(
-            ctx.service.upload_boot_resource(
-                ctx.caller,
-                name=input.name,
-                architecture=input.architecture,
-                content=_chunks(upload),
-                size=size,
-                sha256=sha256,
-                title=input.title,
-                filetype=input.filetype,
-                base_image=input.base_image,
-            )
-        )
-        return types.BootResourcePayload(boot_resource=resource, errors=errors)  # type: ignore[arg-type]
+            return await _upload(info.context, upload, input)
+        finally:
+            # Starlette spools big parts to a temporary file; release it now, not at GC.
+            await upload.close()
 
     @strawberry.mutation(description="Delete a boot resource and its files.")
     async def delete_boot_resource(self, info: GInfo, id: strawberry.ID) -> types.DeletePayload:
@@ -271,6 +252,34 @@ class Mutation:
 
 
 UPLOAD_BLOCK = 1024 * 1024
+
+
+async def _upload(
+    ctx: GraphQLContext, upload: UploadFile, input: types.UploadBootResourceInput
+) -> types.BootResourcePayload:
+    try:
+        size, sha256 = await _measure(upload)
+        if input.sha256 is not None and input.sha256.lower() != sha256:
+            raise ValidationFailed(
+                "the file does not match the declared sha256",
+                fields={"sha256": [f"the file hashes to {sha256}"]},
+            )
+    except ValidationFailed as error:
+        return types.BootResourcePayload(boot_resource=None, errors=types.user_errors(error))
+    resource, errors = await _attempt(
+        ctx.service.upload_boot_resource(
+            ctx.caller,
+            name=input.name,
+            architecture=input.architecture,
+            content=_chunks(upload),
+            size=size,
+            sha256=sha256,
+            title=input.title,
+            filetype=input.filetype,
+            base_image=input.base_image,
+        )
+    )
+    return types.BootResourcePayload(boot_resource=resource, errors=errors)  # type: ignore[arg-type]
 
 
 async def _measure(upload: UploadFile) -> tuple[int, str]:
@@ -321,13 +330,12 @@ class GatewayErrors(SchemaExtension):
         self.reads: ReadLog | None = None
 
     def on_operation(self) -> Iterator[None]:
+        # Errors raised before execution (e.g. a token limit in the parser cache) skip this; the
+        # HTTP view codes those (GatewayGraphQL.process_result).
         with track_reads() as reads:
             self.reads = reads
             yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if result is not None and errors:
-            result.errors = [_coded(error) for error in errors]
+        code_errors(self.execution_context.result)
 
     def get_results(self) -> dict[str, Any]:
         # Only a stale answer is flagged: fresh ones stay byte-identical, so they can be stored.
@@ -337,22 +345,21 @@ class GatewayErrors(SchemaExtension):
         return {"cache": {"stale": True, "staleAgeSeconds": round(reads.stale_age, 3)}}
 
 
+def code_errors(result: Any) -> None:
+    """Replace a result's errors with coded ones (idempotent: coded errors pass unchanged)."""
+    errors = getattr(result, "errors", None)
+    if result is not None and errors:
+        result.errors = [_coded(error) for error in errors]
+
+
 def _coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
-    if original is None:
-        code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION")
-        return GraphQLError(
-            error.message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={**(error.extensions or {}), "code": code},
-        )
     if isinstance(original, GatewayError):
-        message, extensions = original.message, {"code": original.code, **original.details}
-        if original.retry_after is not None:
-            extensions["retryAfter"] = original.retry_after
+        # graphql-core already copied the code from the error's `extensions`.
+        message, extensions = original.message, original.extensions
+    elif original is None:
+        message = error.message
+        extensions = {"code": "GRAPHQL_VALIDATION", **(error.extensions or {})}
     elif isinstance(original, ValueError | TypeError) and error.path is None:
         # Variable coercion problems (e.g. a Long out of range) are the caller's input.
         message, extensions = error.message, {"code": "BAD_USER_INPUT"}

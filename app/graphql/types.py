@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import TYPE_CHECKING, NewType
+from typing import Annotated, NewType
 
 import strawberry
 from strawberry.file_uploads import Upload, UploadDefinition
@@ -14,9 +14,7 @@ from strawberry.types.scalar import ScalarDefinition
 
 from app import models
 from app.errors import GatewayError, ValidationFailed
-
-if TYPE_CHECKING:
-    from app.graphql.context import GraphQLContext
+from app.graphql.context import GraphQLContext
 
 
 def _parse_long(value: object) -> int:
@@ -146,7 +144,7 @@ class BootSource:
     updated: datetime | None
     selections: list[models.BootSourceSelection] = strawberry.field(
         resolver=resolve_selections,
-        graphql_type=list["BootSourceSelection"],
+        graphql_type=list[Annotated["BootSourceSelection", strawberry.lazy("app.graphql.types")]],
         description="What this source imports.",
     )
 

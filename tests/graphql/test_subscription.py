@@ -12,7 +12,7 @@ from typing import Any
 from websockets.sync.client import ClientConnection, connect
 
 from app.serving import BackgroundServer
-from tests.gateway import gql, set_simulator_config
+from tests.gateway import WRONG_KEY, gql, set_simulator_config
 from tests.graphql.conftest import GatewayFactory
 
 PROGRESS = (
@@ -92,12 +92,7 @@ def test_one_poller_serves_every_subscriber_and_stops_without_them(
 def test_subscription_error_carries_a_code(
     start_gateway: GatewayFactory, simulator: BackgroundServer
 ) -> None:
-    from tests.conftest import USER_KEY
-
-    gateway = start_gateway(
-        api_key="WrongConsumerKey00:WrongTokenKey00000:WrongSecret0000000000000000000000"
-    )
-    assert USER_KEY  # the user key can read imports; a wrong key cannot
+    gateway = start_gateway(api_key=WRONG_KEY)
     with subscription(gateway.url, PROGRESS) as ws:
         message = json.loads(ws.recv(timeout=10))
         errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
