@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.config import ENV_PREFIX, Settings
 
@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         simulator = BackgroundServer(create_simulator(sim_config)).start()
         api_key = sim_config.resolved_admin_key()
         settings = settings.model_copy(
-            update={"maas_url": f"{simulator.url}/MAAS", "maas_api_key": api_key}
+            update={"maas_url": f"{simulator.url}/MAAS", "maas_api_key": SecretStr(api_key)}
         )
         print(f"MAAS simulator: {simulator.url}/MAAS/  (demo mode: no MAAS_GATEWAY_MAAS_URL set)")
         print(f"Simulator admin API key: {api_key}")
