@@ -148,7 +148,7 @@ def test_openapi_documents_the_envelope_and_a_model_for_every_route() -> None:
     app = create_app(Settings.model_construct())
     spec = app.openapi()
     rest = {p: ops for p, ops in spec["paths"].items() if p.startswith("/api/v1")}
-    assert len(rest) == 9
+    assert len(rest) == 8
     envelope_ref = "#/components/schemas/ErrorEnvelope"
     for path, operations in rest.items():
         for method, operation in operations.items():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import socket
 import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -372,3 +374,28 @@ class RawUpload:
 
     def __exit__(self, *exc: object) -> None:
         self._sock.close()
+
+
+@pytest.mark.parametrize("spooled", [False, True])
+def test_uploads_keep_memory_flat(start_gateway, spooled: bool) -> None:
+    """16 MiB through the gateway (same process, traced) while holding about one chunk."""
+    gateway = start_gateway(upload_chunk_size=MiB)
+    total, piece = 16 * MiB, 256 * 1024
+
+    def body() -> Iterator[bytes]:
+        rng = random.Random(7)
+        for _ in range(total // piece):
+            yield rng.randbytes(piece)
+
+    sha256 = hashlib.sha256(b"".join(body())).hexdigest()
+    query = params(fresh_name(), sha256=sha256) | ({} if spooled else {"size": total})
+    tracemalloc.start()
+    try:
+        response = httpx.post(
+            f"{gateway.url}/api/v1/boot-resources", params=query, content=body(), timeout=30
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 201, response.text
+    assert peak < 6 * MiB, f"peak {peak / MiB:.1f} MiB for a {total // MiB} MiB upload"
