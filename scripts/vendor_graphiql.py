@@ -18,6 +18,7 @@ from pathlib import Path
 # Only registry files live here (not committed); our own boot.js and boot.css sit one level up.
 DEFAULT_DEST = Path(__file__).resolve().parent.parent / "app" / "static" / "graphiql" / "vendor"
 MANIFEST = "manifest.json"
+SCRIPT = "scripts/vendor_graphiql.py"
 
 
 @dataclass(frozen=True)
@@ -220,11 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GraphiQL assets in {dest} are up to date")
         return 0
     if args.check:
-        print(f"GraphiQL assets in {dest} are missing or stale; run {sys.argv[0]}", file=sys.stderr)
+        print(f"GraphiQL assets in {dest} are missing or stale; run {SCRIPT}", file=sys.stderr)
         return 1
     try:
         vendor(dest, PACKAGES)
-    except VendorError as error:
+    except (VendorError, OSError) as error:
         print(f"vendor_graphiql: {error}", file=sys.stderr)
         return 1
     if not is_up_to_date(dest, PACKAGES):
