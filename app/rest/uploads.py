@@ -105,6 +105,15 @@ async def _pieces(request: Request) -> AsyncGenerator[bytes, None]:
             yield piece
 
 
+def _cannot_spool(error: OSError) -> PayloadTooLarge:
+    # Typically a full or read-only temp dir: streaming needs no disk at all.
+    return PayloadTooLarge(
+        f"the gateway cannot hold the image to learn its size and sha256 ({error.strerror}): "
+        "declare both (size and sha256) so that it streams instead",
+        details={"spool_error": error.strerror or type(error).__name__},
+    )
+
+
 @dataclass(slots=True)
 class _Spooled:
     file: anyio.AsyncFile[bytes]
@@ -116,8 +125,18 @@ async def _spool(
     pieces: AsyncIterator[bytes], *, size: int | None, sha256: str | None, limit: int, block: int
 ) -> _Spooled:
     """Copy the body to an anonymous temporary file, hashing it; memory stays at one block."""
-    raw: IO[bytes] = await anyio.to_thread.run_sync(tempfile.TemporaryFile)
+    try:
+        raw: IO[bytes] = await anyio.to_thread.run_sync(tempfile.TemporaryFile)
+    except OSError as error:
+        raise _cannot_spool(error) from error
     file = anyio.wrap_file(raw)
+
+    async def write(data: bytearray) -> None:
+        try:
+            await file.write(data)
+        except OSError as error:
+            raise _cannot_spool(error) from error
+
     try:
         digest = hashlib.sha256()
         received = 0
@@ -136,10 +155,10 @@ async def _spool(
             digest.update(piece)
             buffer += piece
             if len(buffer) >= block:
-                await file.write(bytes(buffer))
+                await write(buffer)
                 buffer.clear()
         if buffer:
-            await file.write(bytes(buffer))
+            await write(buffer)
         if received == 0:
             raise _mismatch("body", "the image is empty")
         if size is not None and received != size:
@@ -198,6 +217,7 @@ async def receive_upload(
             base_image=meta.base_image,
         )
 
+    reading = False
     try:
         size = _declared_size(request, meta)
         sha256 = _declared_sha256(request, meta)
@@ -209,6 +229,7 @@ async def receive_upload(
         if size == 0:
             raise _mismatch("size", "the image is empty")
         block = settings.upload_chunk_size
+        reading = True
         async with contextlib.aclosing(_pieces(request)) as body:
             if size is not None and sha256 is not None:
                 # MAAS's client checks size and sha256 as the bytes pass, and holds back the
@@ -223,5 +244,8 @@ async def receive_upload(
                 await spooled.file.aclose()
     finally:
         # Also after success: MAAS may already hold identical content and skip the upload,
-        # leaving the body unread (maas-api.md §5.4).
-        await _drain(request)
+        # leaving the body unread (maas-api.md §5.4). But a client still waiting for
+        # "100 Continue" has sent nothing: reading would only invite the body we refused.
+        waiting = request.headers.get("expect", "").lower() == "100-continue"
+        if reading or not waiting:
+            await _drain(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -18,7 +19,7 @@ import pytest
 
 from app.rest import uploads
 from app.serving import BackgroundServer
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import maas_call, reset_counts, set_faults, upstream_counts
 from tests.rest.conftest import envelope, wait_for
 
@@ -345,22 +346,71 @@ def test_an_upload_over_the_limit_is_413(
     assert upstream_counts(simulator.url) == {}
 
 
+def test_a_refused_upload_does_not_invite_a_body_awaiting_100_continue(
+    gateway: BackgroundServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", MiB)
+    query = params(fresh_name(), size=2 * MiB, sha256="0" * 64)
+    with RawUpload(gateway, query, 2 * MiB, extra="Expect: 100-continue\r\n") as raw:
+        assert raw.status_line() == b"HTTP/1.1 413 Request Entity Too Large"
+
+
+def test_a_non_admin_cannot_upload(start_gateway, simulator: BackgroundServer) -> None:
+    gateway = start_gateway(api_key=USER_KEY)
+    data, sha256 = image(64 * 1024)
+    name = fresh_name()
+    response = httpx.post(
+        f"{gateway.url}/api/v1/boot-resources",
+        params=params(name, size=len(data), sha256=sha256),
+        content=data,
+    )
+    assert response.status_code == 403
+    assert envelope(response)["code"] == "FORBIDDEN"
+    assert not resources_named(simulator, name)
+
+
+def test_an_upload_that_cannot_be_spooled_says_to_declare_size_and_sha256(
+    api: httpx.Client, simulator: BackgroundServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(uploads.tempfile, "TemporaryFile", disk_full)
+    data, _ = image(64 * 1024)
+    reset_counts(simulator.url)
+    response = api.post("/boot-resources", params=params(fresh_name()), content=data)
+    assert response.status_code == 413
+    error = envelope(response)
+    assert error["code"] == "PAYLOAD_TOO_LARGE"
+    assert "declare both" in error["message"]
+    assert upstream_counts(simulator.url) == {}
+
+
 class RawUpload:
     """An upload over a raw socket, so a test controls when bytes go and when it hangs up."""
 
-    def __init__(self, gateway: BackgroundServer, query: dict[str, Any], length: int) -> None:
+    def __init__(
+        self, gateway: BackgroundServer, query: dict[str, Any], length: int, *, extra: str = ""
+    ) -> None:
         self._sock = socket.create_connection((gateway.host, gateway.port), timeout=10)
         head = (
             f"POST /api/v1/boot-resources?{urlencode(query)} HTTP/1.1\r\n"
             f"Host: {gateway.host}:{gateway.port}\r\n"
             "Content-Type: application/octet-stream\r\n"
             f"Content-Length: {length}\r\n"
+            f"{extra}"
             "Connection: close\r\n\r\n"
         )
         self._sock.sendall(head.encode())
 
     def send(self, data: bytes) -> None:
         self._sock.sendall(data)
+
+    def status_line(self) -> bytes:
+        received = b""
+        while b"\r\n" not in received:
+            received += self._sock.recv(1)
+        return received.strip()
 
     def response(self) -> tuple[int, bytes]:
         received = b""
