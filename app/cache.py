@@ -407,6 +407,11 @@ class EntityCache:
             if not keys:
                 del state.index[scope]
 
+    @property
+    def writes(self) -> int:
+        """Moves on every invalidation anywhere: unchanged means no generation has moved."""
+        return self._counter
+
     def generation(self, family: Family, scope: Hashable | None = None) -> int:
         """A counter that moves whenever (family, scope)'s entries are invalidated.
 
@@ -570,14 +575,20 @@ def response_key(
 
 
 class _Response:
-    __slots__ = ("body", "dependencies", "expires_at")
+    __slots__ = ("body", "checked_at", "dependencies", "expires_at")
 
     def __init__(
-        self, body: bytes, expires_at: float, dependencies: tuple[tuple[Dependency, int], ...]
+        self,
+        body: bytes,
+        expires_at: float,
+        dependencies: tuple[tuple[Dependency, int], ...],
+        checked_at: int,
     ) -> None:
         self.body = body
         self.expires_at = expires_at
         self.dependencies = dependencies
+        # The entity cache's write counter when the dependencies were last found current.
+        self.checked_at = checked_at
 
 
 class ResponseCache:
@@ -619,13 +630,17 @@ class ResponseCache:
             self._misses += 1
             self._discard(full_key)
             return None
-        generation = self._entities.generation
-        for (family, scope), seen in response.dependencies:
-            if generation(family, scope) != seen:
-                self._invalidated += 1
-                self._misses += 1
-                self._discard(full_key)
-                return None
+        writes = self._entities.writes
+        if writes != response.checked_at:
+            # Something was written since the last check: compare each dependency once.
+            generation = self._entities.generation
+            for (family, scope), seen in response.dependencies:
+                if generation(family, scope) != seen:
+                    self._invalidated += 1
+                    self._misses += 1
+                    self._discard(full_key)
+                    return None
+            response.checked_at = writes
         self._entries.move_to_end(full_key)
         self._hits += 1
         return response.body
@@ -647,7 +662,7 @@ class ResponseCache:
             return False
         full_key = (principal, key)
         self._discard(full_key)
-        self._entries[full_key] = _Response(body, expires_at, dependencies)
+        self._entries[full_key] = _Response(body, expires_at, dependencies, self._entities.writes)
         self._bytes += len(body)
         while len(self._entries) > self._maxsize or self._bytes > self._max_bytes:
             _, evicted = self._entries.popitem(last=False)
