@@ -143,7 +143,7 @@ def test_oauth_parameters_in_a_form_body_authenticate(
     assert response.text == "Import of boot resources is being stopped"
 
 
-def test_header_without_oauth_prefix_is_the_piston_500(
+def test_header_without_oauth_prefix_is_the_piston_500_when_before_3_8(
     anon: Maas, simulator: BackgroundServer
 ) -> None:
     header = oauth_header(keys(simulator.url)[0]).replace("OAuth ", "Bearer ", 1)
@@ -154,7 +154,7 @@ def test_header_without_oauth_prefix_is_the_piston_500(
     assert (status, body) == (500, "'NoneType' object has no attribute 'verify_request'")
 
 
-def test_header_without_oauth_prefix_is_a_challenge_on_3_8(
+def test_header_without_oauth_prefix_is_a_challenge_when_3_8(
     maas_for: Callable[..., tuple[Maas, Maas]],
 ) -> None:
     admin, _ = maas_for(maas_version="3.8")
@@ -216,7 +216,9 @@ def test_oauth_version_other_than_1_0_is_rejected(anon: Maas, simulator: Backgro
     )
 
 
-def test_non_integer_timestamp_is_a_500_before_3_8(anon: Maas, simulator: BackgroundServer) -> None:
+def test_non_integer_timestamp_is_a_500_when_before_3_8(
+    anon: Maas, simulator: BackgroundServer
+) -> None:
     header = _with_timestamp(oauth_header(keys(simulator.url)[0]), "soon")
 
     status, body, _ = _get(anon, header)
@@ -230,7 +232,7 @@ def _with_timestamp(header: str, value: str) -> str:
     return header[:start] + value + header[end:]
 
 
-def test_non_integer_timestamp_is_a_400_on_3_8(
+def test_non_integer_timestamp_is_a_400_when_3_8(
     maas_for: Callable[..., tuple[Maas, Maas]],
 ) -> None:
     admin, _ = maas_for(maas_version="3.8")

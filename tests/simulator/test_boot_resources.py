@@ -438,7 +438,7 @@ def test_create_accepts_a_json_body(admin: Maas) -> None:
     assert response.json()["architecture"] == "arm64/generic"
 
 
-def test_list_reaches_fifty_with_extra_resources(
+def test_list_reaches_fifty_when_extra_resources_are_seeded(
     maas_for: Any,
 ) -> None:
     admin, _ = maas_for(extra_resources=40)

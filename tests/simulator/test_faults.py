@@ -33,6 +33,19 @@ def test_global_latency_delays_maas_requests(admin: Maas, simulator: BackgroundS
     assert elapsed >= 0.15
 
 
+def test_global_jitter_adds_a_random_delay(admin: Maas, simulator: BackgroundServer) -> None:
+    control(simulator.url, "PUT", "config", {"jitter_ms": 100}).raise_for_status()
+
+    delays = []
+    for _ in range(6):
+        started = time.perf_counter()
+        admin.get("version/")
+        delays.append(time.perf_counter() - started)
+
+    assert max(delays) > 0.01
+    assert max(delays) < 0.5
+
+
 def test_rule_latency_applies_only_to_matching_paths(
     admin: Maas, simulator: BackgroundServer
 ) -> None:

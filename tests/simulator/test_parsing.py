@@ -146,13 +146,13 @@ def test_op_in_the_query_wins_over_the_body(admin: Maas) -> None:
     assert response.text == "Import of boot resources is being stopped"
 
 
-def test_op_path_suffix_is_an_op_from_3_3(admin: Maas) -> None:
+def test_op_path_suffix_is_an_op_when_3_3_or_later(admin: Maas) -> None:
     response = admin.get("/MAAS/api/2.0/boot-resources/op-is_importing")
 
     assert (response.status_code, response.json()) == (200, False)
 
 
-def test_op_path_suffix_is_unknown_before_3_3(
+def test_op_path_suffix_is_unknown_when_before_3_3(
     maas_for: Callable[..., tuple[Maas, Maas]],
 ) -> None:
     admin, _ = maas_for(maas_version="3.2")

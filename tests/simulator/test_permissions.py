@@ -87,7 +87,9 @@ def test_unknown_op_is_unrecognised_even_for_non_admin(user: Maas) -> None:
     )
 
 
-def test_3_8_uses_entitlement_texts(maas_for: Callable[..., tuple[Maas, Maas]]) -> None:
+def test_permission_texts_name_entitlements_when_3_8(
+    maas_for: Callable[..., tuple[Maas, Maas]],
+) -> None:
     _, user = maas_for(maas_version="3.8")
 
     create = user.post("boot-resources/")
@@ -105,7 +107,7 @@ def test_3_8_uses_entitlement_texts(maas_for: Callable[..., tuple[Maas, Maas]]) 
     )
 
 
-def test_3_8_checks_the_method_before_entitlements(
+def test_method_is_checked_before_entitlements_when_3_8(
     maas_for: Callable[..., tuple[Maas, Maas]],
 ) -> None:
     _, user = maas_for(maas_version="3.8")

@@ -73,7 +73,7 @@ def test_base_image_is_returned_from_3_5(maas_for: Clients, version: str, shown:
     assert ("base_image" in alma) is shown
 
 
-def test_generated_type_filter_exists_up_to_3_4(maas_for: Clients) -> None:
+def test_generated_type_filter_exists_when_3_4_or_earlier(maas_for: Clients) -> None:
     admin, _ = maas_for(maas_version="3.4")
 
     generated = admin.get("boot-resources/", params={"type": "generated"})
@@ -98,7 +98,7 @@ def test_not_found_text_changes_at_3_3(maas_for: Clients, version: str, text: st
     assert (response.status_code, response.text) == (404, text)
 
 
-def test_3_4_reports_large_object_progress_as_an_inverted_ratio(maas_for: Clients) -> None:
+def test_file_progress_is_an_inverted_ratio_when_3_4(maas_for: Clients) -> None:
     admin, _ = maas_for(maas_version="3.4")
     content = os.urandom(1000)
     body = admin.post("boot-resources/", fields=_upload_fields("half", content)).json()
@@ -112,7 +112,7 @@ def test_3_4_reports_large_object_progress_as_an_inverted_ratio(maas_for: Client
     assert after["sets"][max(after["sets"])]["progress"] == 50.0
 
 
-def test_3_8_describes_the_upload_handler_and_source_fields(maas_for: Clients) -> None:
+def test_upload_handler_and_source_fields_appear_when_3_8(maas_for: Clients) -> None:
     admin, _ = maas_for(maas_version="3.8")
 
     names = {r["name"] for r in admin.get("describe/").json()["resources"]}
@@ -125,7 +125,7 @@ def test_3_8_describes_the_upload_handler_and_source_fields(maas_for: Clients) -
     assert source["skip_keyring_verification"] is False
 
 
-def test_3_8_strips_the_url_slash_and_defaults_the_new_fields(maas_for: Clients) -> None:
+def test_url_slash_is_stripped_and_new_fields_default_when_3_8(maas_for: Clients) -> None:
     admin, _ = maas_for(maas_version="3.8")
 
     body = admin.post(
@@ -139,7 +139,7 @@ def test_3_8_strips_the_url_slash_and_defaults_the_new_fields(maas_for: Clients)
     assert body["skip_keyring_verification"] is True
 
 
-def test_3_8_keeps_custom_prefix_and_allows_commissioning_delete(maas_for: Clients) -> None:
+def test_custom_prefix_is_kept_and_commissioning_delete_allowed_when_3_8(maas_for: Clients) -> None:
     admin, _ = maas_for(maas_version="3.8")
 
     created = admin.post("boot-resources/", fields=_upload_fields("custom/kept", b"1"))
@@ -149,7 +149,7 @@ def test_3_8_keeps_custom_prefix_and_allows_commissioning_delete(maas_for: Clien
     assert admin.delete(f"boot-sources/1/selections/{jammy['id']}/").status_code == 204
 
 
-def test_3_8_requires_sha256_and_size_even_with_content(maas_for: Clients) -> None:
+def test_sha256_and_size_are_required_with_content_when_3_8(maas_for: Clients) -> None:
     admin, _ = maas_for(maas_version="3.8")
 
     response = admin.post(
@@ -167,7 +167,7 @@ def test_3_8_requires_sha256_and_size_even_with_content(maas_for: Clients) -> No
     }
 
 
-def test_2_9_wording_commissioning_release_and_django_errors(maas_for: Clients) -> None:
+def test_wording_commissioning_release_and_django_errors_when_2_9(maas_for: Clients) -> None:
     admin, _ = maas_for(maas_version="2.9")
 
     version = admin.get("version/").json()
