@@ -213,7 +213,7 @@ def stop(process: subprocess.Popen[str], timeout: float = 15) -> int:
 
 
 @pytest.fixture(scope="module")
-def simulator(image: Image) -> Iterator[str]:
+def image_simulator(image: Image) -> Iterator[str]:
     """The MAAS simulator, run from the image's venv like any other command of it."""
     command = image.venv / "bin" / "maas-gateway"
     process = subprocess.Popen(
@@ -289,13 +289,13 @@ def test_image_venv_holds_the_wheel_its_dependencies_and_no_pip(image: Image) ->
 
 
 def test_image_cmd_serves_graphql_as_the_image_user_without_writing_to_the_install(
-    image: Image, simulator: str, tmp_path: Path
+    image: Image, image_simulator: str, tmp_path: Path
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env: Mapping[str, str] = {
         **image.env,
-        "MAAS_GATEWAY_MAAS_URL": simulator,
+        "MAAS_GATEWAY_MAAS_URL": image_simulator,
         "MAAS_GATEWAY_MAAS_API_KEY": ADMIN_KEY,
     }
     before = tree_state(image.root)
