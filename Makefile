@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint typecheck pytest contracts contracts-check bench lock clean
+.PHONY: install graphiql run test lint typecheck pytest contracts contracts-check bench lock clean
 
 install: $(STAMP)
 
@@ -17,17 +17,21 @@ $(STAMP): pyproject.toml requirements/dev.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-run: $(STAMP)
+# GraphiQL's browser assets from the npm registry (a no-op when app/static/graphiql/vendor is current).
+graphiql:
+	$(PYTHON) scripts/vendor_graphiql.py
+
+run: $(STAMP) graphiql
 	$(BIN)/maas-gateway serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff format --check app tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) graphiql
 	$(BIN)/python -m pytest -q
 
 contracts: $(STAMP)
@@ -47,4 +51,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements/dev.lock
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/graphiql/vendor

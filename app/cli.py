@@ -127,6 +127,37 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upload(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.uploader import UploadFailed, progress_bar, upload_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        return _fail(f"{path}: no such file")
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
+    try:
+        resource = upload_file(
+            args.gateway,
+            path,
+            name=args.name,
+            architecture=args.architecture,
+            title=args.title,
+            filetype=args.filetype,
+            base_image=args.base_image,
+            progress=None if args.quiet else progress_bar(path.name),
+            headers=headers,
+        )
+    except UploadFailed as error:
+        return _fail(f"upload failed: {error}")
+    except OSError as error:
+        return _fail(f"{path}: {error.strerror}")
+    print(
+        f"uploaded boot resource {resource['id']} ({resource['name']} {resource['architecture']})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--extra-resources", type=int, default=0, help="extra uploaded boot resources to seed"
     )
     simulate.set_defaults(handler=_simulate)
+
+    upload = commands.add_parser(
+        "upload", help="stream a custom image to MAAS through the gateway's REST API"
+    )
+    upload.add_argument("file", help="the image file (e.g. a root tarball)")
+    upload.add_argument("--name", required=True, help="boot resource name, e.g. custom/alma9")
+    upload.add_argument("--architecture", required=True, help="arch/subarch, e.g. amd64/generic")
+    upload.add_argument("--title", help="title shown in MAAS")
+    upload.add_argument("--filetype", default="tgz", help="MAAS upload type (tgz, ddraw, ...)")
+    upload.add_argument("--base-image", help="os/series the custom image is based on")
+    upload.add_argument("--gateway", default="http://127.0.0.1:8000", help="the gateway's base URL")
+    upload.add_argument("--token", help="a gateway bearer token, when the gateway needs one")
+    upload.add_argument("--quiet", action="store_true", help="no progress bar")
+    upload.set_defaults(handler=_upload)
 
     export = commands.add_parser("export", help="write openapi.json and schema.graphql")
     export.add_argument("--directory", default="openapi", help="where the contracts live")

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY
+from tests.gateway import gateway_settings, running_gateway
 
 CLI = [sys.executable, "-m", "app.cli"]
 REPO = Path(__file__).resolve().parent.parent
@@ -195,3 +197,48 @@ def test_export_reports_a_breaking_graphql_change(tmp_path: Path) -> None:
         text=True,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_upload_streams_a_file_through_the_gateway(
+    simulator: BackgroundServer, tmp_path: Path
+) -> None:
+    image = tmp_path / "root.tgz"
+    image.write_bytes(os.urandom(300 * 1024))
+    settings = gateway_settings(simulator.url, ADMIN_KEY, upload_chunk_size=64 * 1024)
+    with running_gateway(settings) as gateway:
+        result = subprocess.run(
+            [*CLI, "upload", str(image), "--name", "custom/cli-image"]
+            + ["--architecture", "amd64/generic", "--gateway", gateway.url],
+            cwd=REPO,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "uploaded boot resource" in result.stdout
+        assert "100.0%" in result.stderr
+        failed = subprocess.run(
+            [*CLI, "upload", str(image), "--name", "custom/cli-image", "--quiet"]
+            + ["--architecture", "sparc/none", "--gateway", gateway.url],
+            cwd=REPO,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert failed.returncode == 2
+    assert failed.stderr.startswith("maas-gateway: upload failed: HTTP 400 VALIDATION")
+
+
+def test_upload_of_a_missing_file_fails_clearly(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CLI, "upload", str(tmp_path / "nope.tgz"), "--name", "x", "--architecture", "a/b"],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("nope.tgz: no such file")
