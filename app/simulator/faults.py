@@ -25,7 +25,16 @@ _STATUS_MESSAGES: dict[int, str] = {
 
 @dataclass
 class FaultRule:
-    """One fault. `path` is a regex searched in the request path; None/empty means any."""
+    """One fault, matched by `path` (a regex searched in the request path; "" matches all)
+    and `method` (None: any).
+
+    A matching rule fires with probability `rate` (seeded RNG) and, when `times` is set,
+    only for that many requests. Every firing rule adds `latency_ms` (+ up to `jitter_ms`);
+    the first firing rule with an effect decides it: `hang` until the client gives up,
+    `drop` the connection after reading the body, `drop_after_bytes` once that much of the
+    body has arrived (a shorter body goes through), answer `status` (with `body`), or
+    answer 200 with truncated JSON (`malformed`).
+    """
 
     path: str = ""
     method: str | None = None

@@ -21,6 +21,7 @@ from app.simulator.responses import (
     MethodNotAllowed,
     ModelValidationError,
     NotFound,
+    PistonBadRequest,
     Response,
     ServerError,
     UnknownEndpoint,
@@ -77,10 +78,14 @@ class ApiRequest:
         """request.POST/request.data: parsed only for POST and PUT, as Django and piston do."""
         if self._form is None:
             if self.method in ("POST", "PUT"):
+                content_type = self.headers.get("content-type", "")
                 try:
-                    self._form = parse_body(self.headers.get("content-type", ""), self.body)
+                    self._form = parse_body(content_type, self.body)
                 except MalformedBody as exc:
-                    raise BadRequest(str(exc)) from exc
+                    if "json" in content_type.lower():
+                        raise PistonBadRequest() from exc
+                    # Django's MultiPartParserError escapes piston: the middleware's 500.
+                    raise ServerError(str(exc)) from exc
             else:
                 self._form = FormData()
         return self._form
@@ -91,7 +96,7 @@ class ApiRequest:
             return None
         try:
             form = self.form
-        except BadRequest:
+        except MAASError:
             return None
         return None if form.is_json else form
 

@@ -92,6 +92,13 @@ class Forbidden(MAASError):
         return text(self.message, 403)
 
 
+class PistonBadRequest(MAASError):
+    """piston's rc.BAD_REQUEST, for a body its Mimer cannot load (maas-api.md §3)."""
+
+    def to_response(self, version: MaasVersion) -> Response:
+        return text("Bad Request", 400, BARE_TEXT, api=True)
+
+
 class ServerError(MAASError):
     """An unhandled exception: the middleware answers 500 with `str(exc)` (maas-api.md §4.2)."""
 

@@ -463,7 +463,7 @@ class MaasState:
         targets: dict[tuple[str, str], ImageProduct] = {}
         for selection in sorted(self.selections.values(), key=lambda s: s.id):
             source = self.sources.get(selection.boot_source_id)
-            if source is None:
+            if source is None or (self.version.entitlements and not source.enabled):
                 continue
             for product in image_index(source.url):
                 if product.bootloader_file is not None:

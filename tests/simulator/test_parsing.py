@@ -207,6 +207,14 @@ def test_malformed_json_body_is_a_bad_request(admin: Maas) -> None:
     assert (response.status_code, response.text) == (400, "Bad Request")
 
 
+def test_multipart_without_boundary_is_a_500(admin: Maas) -> None:
+    response = admin.post(
+        "boot-resources/", content=b"--x--", headers={"Content-Type": "multipart/form-data"}
+    )
+
+    assert (response.status_code, response.text) == (500, "Invalid boundary in multipart: None")
+
+
 def test_body_over_the_nginx_limit_is_413(admin: Maas) -> None:
     response = admin.post(
         "boot-resources/",
