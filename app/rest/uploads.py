@@ -86,23 +86,23 @@ def _declared_sha256(request: Request, meta: UploadMeta) -> str | None:
 
 async def _pieces(request: Request) -> AsyncGenerator[bytes, None]:
     """The body as it arrives; a client gone or silent for too long is an error."""
-    stream = request.stream()
-    while True:
-        try:
-            async with asyncio.timeout(BODY_IDLE_TIMEOUT):
-                piece = await anext(stream)
-        except StopAsyncIteration:
-            return
-        except ClientDisconnect:
-            raise ValidationFailed(
-                "the client disconnected before sending the whole image"
-            ) from None
-        except TimeoutError:
-            raise ValidationFailed(
-                f"the client sent nothing for {BODY_IDLE_TIMEOUT:g} s; upload abandoned"
-            ) from None
-        if piece:
-            yield piece
+    async with contextlib.aclosing(request.stream()) as stream:
+        while True:
+            try:
+                async with asyncio.timeout(BODY_IDLE_TIMEOUT):
+                    piece = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except ClientDisconnect:
+                raise ValidationFailed(
+                    "the client disconnected before sending the whole image"
+                ) from None
+            except TimeoutError:
+                raise ValidationFailed(
+                    f"the client sent nothing for {BODY_IDLE_TIMEOUT:g} s; upload abandoned"
+                ) from None
+            if piece:
+                yield piece
 
 
 def _cannot_spool(error: OSError) -> PayloadTooLarge:
@@ -179,13 +179,14 @@ async def _read_blocks(file: anyio.AsyncFile[bytes], block: int) -> AsyncGenerat
         yield data
 
 
-async def _drain(request: Request) -> None:
+async def _drain(request: Request, *, max_bytes: int) -> None:
+    """Read and drop what is left of the body, at most `max_bytes` of it."""
     with contextlib.suppress(Exception):
         drained = 0
-        with anyio.move_on_after(DRAIN_TIMEOUT):
-            async for piece in request.stream():
+        async with contextlib.aclosing(_pieces(request)) as rest:
+            async for piece in rest:
                 drained += len(piece)
-                if drained > DRAIN_MAX_BYTES:
+                if drained > max_bytes:
                     return
 
 
@@ -217,7 +218,7 @@ async def receive_upload(
             base_image=meta.base_image,
         )
 
-    reading = False
+    reading = succeeded = False
     try:
         size = _declared_size(request, meta)
         sha256 = _declared_sha256(request, meta)
@@ -234,7 +235,9 @@ async def receive_upload(
             if size is not None and sha256 is not None:
                 # MAAS's client checks size and sha256 as the bytes pass, and holds back the
                 # chunk that would complete the file until both match.
-                return await upload(body, size, sha256)
+                resource = await upload(body, size, sha256)
+                succeeded = True
+                return resource
             spooled = await _spool(body, size=size, sha256=sha256, limit=limit, block=block)
         try:
             async with contextlib.aclosing(_read_blocks(spooled.file, block)) as blocks:
@@ -243,9 +246,14 @@ async def receive_upload(
             with anyio.CancelScope(shield=True):
                 await spooled.file.aclose()
     finally:
-        # Also after success: MAAS may already hold identical content and skip the upload,
-        # leaving the body unread (maas-api.md §5.4). But a client still waiting for
-        # "100 Continue" has sent nothing: reading would only invite the body we refused.
-        waiting = request.headers.get("expect", "").lower() == "100-continue"
-        if reading or not waiting:
-            await _drain(request)
+        # A client still sending gets the answer only once its body is read: a server that
+        # closes with unread data resets the connection, and the answer is lost.
+        if succeeded:
+            # MAAS already held identical content and skipped the upload (maas-api.md §5.4):
+            # the whole body is still owed, and welcome, as it is the image the client meant.
+            await _drain(request, max_bytes=limit)
+        elif reading or request.headers.get("expect", "").lower() != "100-continue":
+            # After a failure only a bounded amount. A client still waiting for "100 Continue"
+            # has sent nothing: reading would only invite the body that was refused.
+            with anyio.move_on_after(DRAIN_TIMEOUT):
+                await _drain(request, max_bytes=DRAIN_MAX_BYTES)

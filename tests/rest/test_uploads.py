@@ -115,6 +115,21 @@ def test_upload_streams_with_length_and_sha256_headers(api: httpx.Client) -> Non
     assert_complete(response.json(), name, len(data), sha256)
 
 
+def test_reuploading_identical_content_is_answered_after_the_whole_body(
+    api: httpx.Client, simulator: BackgroundServer
+) -> None:
+    """MAAS skips storing content it already has (§5.4); the gateway still reads the body."""
+    data, sha256 = image()
+    name = fresh_name()
+    query = params(name, size=len(data), sha256=sha256)
+    assert api.post("/boot-resources", params=query, content=data).status_code == 201
+    chunk_puts = calls(simulator, "PUT", "/upload/")
+    again = api.post("/boot-resources", params=query, content=pieces(data, 64 * 1024))
+    assert again.status_code == 201, again.text
+    assert_complete(again.json(), name, len(data), sha256)
+    assert calls(simulator, "PUT", "/upload/") == chunk_puts, "nothing sent the second time"
+
+
 def test_upload_spools_a_body_of_unknown_size_and_hash(api: httpx.Client) -> None:
     data, sha256 = image()
     name = fresh_name()
