@@ -1,0 +1,73 @@
+"""A server process for benchmarks: the gateway, or a bare ASGI app returning fixed bytes.
+
+`python -m bench.serve gateway MAAS_URL` or `python -m bench.serve bare FILE`: prints the URL,
+serves until stdin closes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.upstream import ADMIN_KEY
+
+
+def bare_app(body: bytes) -> Any:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+@contextmanager
+def server_process(*args: str) -> Iterator[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.serve", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the server process did not start (said {url!r})")
+        yield url
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def main() -> None:
+    from app.config import Settings
+    from app.main import create_app
+    from app.serving import BackgroundServer
+
+    kind, target = sys.argv[1], sys.argv[2]
+    if kind == "gateway":
+        app = create_app(Settings(maas_url=target, maas_api_key=ADMIN_KEY, log_level="warning"))
+    else:
+        app = bare_app(Path(target).read_bytes())
+    with BackgroundServer(app, http="httptools", loop="uvloop") as server:
+        print(server.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
