@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
@@ -47,22 +48,26 @@ class MaasCredentials:
         """Every part an error message must never echo (MAAS's 401 bodies can quote the token)."""
         return (self.consumer_key, self.token_key, self.token_secret)
 
-    def authorization(self, *, nonce: str, timestamp: int) -> str:
-        """The `Authorization` header value for one request (maas-api.md §2.2)."""
+    @functools.cached_property
+    def _fixed_params(self) -> str:
+        # Everything but the nonce and timestamp, escaped once per key instead of per request.
         # The consumer secret is always empty, so the signature is "&" + escaped token secret,
         # percent-encoded once more as every header value is.
-        signature = "&" + _escape(self.token_secret)
         params = (
             ("oauth_consumer_key", self.consumer_key),
             ("oauth_token", self.token_key),
             ("oauth_signature_method", "PLAINTEXT"),
-            ("oauth_signature", signature),
-            ("oauth_timestamp", str(timestamp)),
-            ("oauth_nonce", nonce),
-            ("oauth_version", "1.0"),
+            ("oauth_signature", "&" + _escape(self.token_secret)),
         )
         rendered = ", ".join(f'{name}="{_escape(value)}"' for name, value in params)
         return f'OAuth realm="{REALM}", {rendered}'
+
+    def authorization(self, *, nonce: str, timestamp: int) -> str:
+        """The `Authorization` header value for one request (maas-api.md §2.2)."""
+        return (
+            f'{self._fixed_params}, oauth_timestamp="{timestamp}", '
+            f'oauth_nonce="{_escape(nonce)}", oauth_version="1.0"'
+        )
 
     def __repr__(self) -> str:
         return (
