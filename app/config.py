@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024,
         description="Bytes per upload chunk to MAAS (at most 10 MiB: MAAS's nginx limit).",
     )
+    max_upload_bytes: PositiveInt = Field(
+        default=64 * 1024**3, description="Largest custom image accepted, in bytes."
+    )
     cache_ttl_boot_resources: PositiveFloat = Field(
         default=30.0, description="Seconds a boot-resource list stays fresh."
     )

@@ -187,6 +187,7 @@ class BootService:
         self.progress = ImportProgressHub(self, interval=settings.import_poll_interval)
         self._policies = cache_policies(settings)
         self._importing_ttl = settings.cache_ttl_while_importing
+        self._importing = False
         self._fanout = settings.fanout_concurrency
         self.max_fanout = settings.max_fanout
 
@@ -359,7 +360,19 @@ class BootService:
             self._invalidate_all_resources()
         return True
 
+    def ttl(self, family: Family) -> float:
+        """How long an answer of `family` is fresh now (shorter while an import runs)."""
+        policy = self.cache.policy(family)
+        return policy.ttl if policy is not None else 0.0
+
     def _adapt_ttls(self, importing: bool) -> None:
+        if importing == self._importing:
+            return
+        if self._importing and not importing:
+            # Entries read mid-import would turn fresh again under the long TTL; drop them.
+            for family in RESOURCE_FAMILIES:
+                self.cache.invalidate(family)
+        self._importing = importing
         # Progress moves while an import runs, so resource answers age faster (DESIGN.md).
         for family in RESOURCE_FAMILIES:
             policy = self._policies[family]

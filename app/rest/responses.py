@@ -9,20 +9,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.cache import CacheOutcome, CachePolicy, Family
+from app.cache import CacheOutcome, Family
 from app.rest.schemas import dumps
-from app.service import ReadLog, cache_policies
+from app.service import ReadLog
 
 JSON = "application/json"
-
-
-def _policies(request: Request) -> dict[Family, CachePolicy]:
-    # Built once per app from its settings; the TTLs are what Cache-Control promises.
-    state = request.app.state
-    policies: dict[Family, CachePolicy] | None = getattr(state, "rest_cache_policies", None)
-    if policies is None:
-        policies = state.rest_cache_policies = cache_policies(state.settings)
-    return policies
 
 
 def etag_of(body: bytes) -> str:
@@ -52,8 +43,8 @@ def json_read(
 ) -> Response:
     """A GET answer: 200 with the body, or 304 when the client already holds these bytes."""
     body = dumps(payload)
-    policies = _policies(request)
-    ttl = min(policies[f].ttl for f in families)
+    service = request.app.state.service
+    ttl = min(service.ttl(f) for f in families)
     etag = etag_of(body)
     headers = {
         "ETag": etag,

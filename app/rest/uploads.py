@@ -9,7 +9,7 @@ import re
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import IO, Any, Literal, get_args
+from typing import IO, Literal, get_args
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
@@ -19,8 +19,6 @@ from app.errors import PayloadTooLarge, ValidationFailed
 from app.models import BootResource
 from app.service import BootService, Caller
 
-# The largest body accepted when settings carry no `max_upload_bytes`.
-MAX_UPLOAD_BYTES = 64 * 1024**3
 # A client that sends nothing for this long is given up on (and its half-made resource deleted).
 BODY_IDLE_TIMEOUT = 120.0
 # After a failure, this much of the unread body is read and dropped so that the client, still
@@ -50,11 +48,6 @@ class UploadMeta:
     base_image: str | None = None
     size: int | None = None
     sha256: str | None = None
-
-
-def max_upload_bytes(settings: Settings) -> int:
-    configured: Any = getattr(settings, "max_upload_bytes", None)
-    return int(configured) if configured else MAX_UPLOAD_BYTES
 
 
 def _mismatch(field: str, message: str) -> ValidationFailed:
@@ -203,7 +196,7 @@ async def receive_upload(
     spooled to a temporary file first, so the create call can carry them (maas-api.md §5.5).
     On any failure MAAS's client deletes the half-made resource.
     """
-    limit = max_upload_bytes(settings)
+    limit = settings.max_upload_bytes
 
     async def upload(content: AsyncIterator[bytes], size: int, sha256: str) -> BootResource:
         return await service.upload_boot_resource(

@@ -21,7 +21,7 @@ from app.rest import uploads
 from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import maas_call, reset_counts, set_faults, upstream_counts
-from tests.rest.conftest import envelope, wait_for
+from tests.rest.conftest import GatewayFactory, envelope, wait_for
 
 MiB = 1024 * 1024
 
@@ -338,22 +338,22 @@ def test_maas_rejecting_the_upload_is_400_with_its_field_messages(api: httpx.Cli
 
 @pytest.mark.parametrize("declared", [True, False])
 def test_an_upload_over_the_limit_is_413(
-    api: httpx.Client,
-    simulator: BackgroundServer,
-    monkeypatch: pytest.MonkeyPatch,
-    declared: bool,
+    start_gateway: GatewayFactory, simulator: BackgroundServer, declared: bool
 ) -> None:
-    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 256 * 1024)
+    gateway = start_gateway(max_upload_bytes=256 * 1024)
     data, sha256 = image(512 * 1024)
     reset_counts(simulator.url)
-    if declared:
-        response = api.post(
-            "/boot-resources",
-            params=params(fresh_name(), size=len(data), sha256=sha256),
-            content=data,
-        )
-    else:
-        response = api.post("/boot-resources", params=params(fresh_name()), content=pieces(data))
+    with httpx.Client(base_url=f"{gateway.url}/api/v1", timeout=30.0) as api:
+        if declared:
+            response = api.post(
+                "/boot-resources",
+                params=params(fresh_name(), size=len(data), sha256=sha256),
+                content=data,
+            )
+        else:
+            response = api.post(
+                "/boot-resources", params=params(fresh_name()), content=pieces(data)
+            )
     assert response.status_code == 413
     error = envelope(response)
     assert error["code"] == "PAYLOAD_TOO_LARGE"
@@ -362,9 +362,9 @@ def test_an_upload_over_the_limit_is_413(
 
 
 def test_a_refused_upload_does_not_invite_a_body_awaiting_100_continue(
-    gateway: BackgroundServer, monkeypatch: pytest.MonkeyPatch
+    start_gateway: GatewayFactory,
 ) -> None:
-    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", MiB)
+    gateway = start_gateway(max_upload_bytes=MiB)
     query = params(fresh_name(), size=2 * MiB, sha256="0" * 64)
     with RawUpload(gateway, query, 2 * MiB, extra="Expect: 100-continue\r\n") as raw:
         assert raw.status_line() == b"HTTP/1.1 413 Request Entity Too Large"
