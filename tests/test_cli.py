@@ -207,8 +207,17 @@ def test_upload_streams_a_file_through_the_gateway(
     settings = gateway_settings(simulator.url, ADMIN_KEY, upload_chunk_size=64 * 1024)
     with running_gateway(settings) as gateway:
         result = subprocess.run(
-            [*CLI, "upload", str(image), "--name", "custom/cli-image"]
-            + ["--architecture", "amd64/generic", "--gateway", gateway.url],
+            [
+                *CLI,
+                "upload",
+                str(image),
+                "--name",
+                "custom/cli-image",
+                "--architecture",
+                "amd64/generic",
+                "--gateway",
+                gateway.url,
+            ],
             cwd=REPO,
             env=clean_env(),
             capture_output=True,
@@ -219,8 +228,18 @@ def test_upload_streams_a_file_through_the_gateway(
         assert "uploaded boot resource" in result.stdout
         assert "100.0%" in result.stderr
         failed = subprocess.run(
-            [*CLI, "upload", str(image), "--name", "custom/cli-image", "--quiet"]
-            + ["--architecture", "sparc/none", "--gateway", gateway.url],
+            [
+                *CLI,
+                "upload",
+                str(image),
+                "--name",
+                "custom/cli-image",
+                "--quiet",
+                "--architecture",
+                "sparc/none",
+                "--gateway",
+                gateway.url,
+            ],
             cwd=REPO,
             env=clean_env(),
             capture_output=True,
