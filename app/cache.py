@@ -233,19 +233,32 @@ class EntityCache:
         byte bound (default: `estimate_size`). A loader error in `stale_on` is answered with an
         expired entry younger than ttl + stale_ttl, as STALE; other errors reach every waiter.
         """
+        hit = self.peek(principal, family, key, scope=scope)
+        if hit is not None:
+            return hit
+        state = self._families[family]
+        full_key: _Key = (principal, family, scope, key)
+        return await self._get_slow(state, full_key, self._entries.get(full_key), loader, size)
+
+    def peek(
+        self, principal: str, family: Family, key: Hashable, *, scope: Hashable | None = None
+    ) -> CacheResult[Any] | None:
+        """A fresh entry as a HIT (counted and tracked like `get`'s), or None without waiting:
+        lets a resolver answer synchronously when nothing needs loading."""
         state = self._families[family]
         full_key: _Key = (principal, family, scope, key)
         entry = self._entries.get(full_key)
-        if entry is not None:
-            age = self._clock() - entry.stored_at
-            if age < state.ttl:
-                self._entries.move_to_end(full_key)
-                state.hits += 1
-                tracker = _active_tracker.get()
-                if tracker is not None:
-                    tracker._record(family, scope, entry.generation, entry.stored_at + state.ttl)
-                return CacheResult(entry.value, CacheOutcome.HIT, age, entry.generation)
-        return await self._get_slow(state, full_key, entry, loader, size)
+        if entry is None:
+            return None
+        age = self._clock() - entry.stored_at
+        if age >= state.ttl:
+            return None
+        self._entries.move_to_end(full_key)
+        state.hits += 1
+        tracker = _active_tracker.get()
+        if tracker is not None:
+            tracker._record(family, scope, entry.generation, entry.stored_at + state.ttl)
+        return CacheResult(entry.value, CacheOutcome.HIT, age, entry.generation)
 
     async def _get_slow(
         self,

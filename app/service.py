@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.cache import (
     CacheOutcome,
     CachePolicy,
+    CacheResult,
     EntityCache,
     Family,
     ReadTracker,
@@ -191,6 +192,13 @@ class BootService:
         self._fanout = settings.fanout_concurrency
         self.max_fanout = settings.max_fanout
 
+    def _note(self, result: CacheResult[Any]) -> None:
+        log = _read_log.get()
+        if log is not None:
+            log.outcomes.append(result.outcome)
+            if result.outcome is CacheOutcome.STALE:
+                log.stale_age = max(log.stale_age, result.age)
+
     async def _read(
         self,
         caller: Caller,
@@ -200,11 +208,7 @@ class BootService:
         scope: object = None,
     ) -> T:
         result = await self.cache.get(caller.principal, family, key, loader, scope=scope)
-        log = _read_log.get()
-        if log is not None:
-            log.outcomes.append(result.outcome)
-            if result.outcome is CacheOutcome.STALE:
-                log.stale_age = max(log.stale_age, result.age)
+        self._note(result)
         return result.value
 
     # Full responses --------------------------------------------------------------------------
@@ -237,6 +241,17 @@ class BootService:
 
         resources = await self._read(caller, Family.BOOT_RESOURCES, ("list", type_token), load)
         return [r for r in resources if wanted.matches(r)]
+
+    def cached_boot_resource(self, caller: Caller, resource_id: int) -> BootResource | None:
+        """A resource's detail when it is fresh in the cache, without waiting; else None."""
+        hit = self.cache.peek(
+            caller.principal, Family.BOOT_RESOURCE, resource_id, scope=resource_id
+        )
+        if hit is None:
+            return None
+        self._note(hit)
+        detail: BootResource = hit.value
+        return detail
 
     async def get_boot_resource(self, caller: Caller, resource_id: int) -> BootResource:
         async def load() -> BootResource:

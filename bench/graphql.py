@@ -117,13 +117,15 @@ async def _execution(maas_url: str) -> list[Result]:
         service, caller = app.state.service, app.state.callers.default
         resources = await service.list_boot_resources_detailed(caller)
     schema = parse_sdl(build_schema().as_str())
+    for type_name, field_name, attribute in _RENAMED:
+        schema.type_map[type_name].fields[field_name].resolve = _attribute(attribute)  # type: ignore[union-attr]
     document = parse(NESTED)
     root = {"bootResources": resources}
     for _ in range(20):
-        execute(schema, document, root_value=root, field_resolver=_resolve)
+        execute(schema, document, root_value=root)
     started = time.process_time()
     for _ in range(rounds):
-        result = execute(schema, document, root_value=root, field_resolver=_resolve)
+        result = execute(schema, document, root_value=root)
         orjson.dumps({"data": result.data})  # type: ignore[union-attr]
     baseline_cpu = (time.process_time() - started) / rounds * 1000
     ratio = gateway_cpu / baseline_cpu
@@ -140,17 +142,19 @@ async def _execution(maas_url: str) -> list[Result]:
     ]
 
 
-def _resolve(source: Any, info: Any, **_: Any) -> Any:
-    """graphql-core's default resolver, plus what the schema renames (camelCase, enums)."""
-    name = info.field_name
-    if isinstance(source, dict):
-        return source.get(name)
-    attribute = _SNAKE.get(name, name)
-    value = getattr(source, attribute, None)
-    return value.value if attribute == "type" and value is not None else value
+# The baseline uses graphql-core's default resolver; only fields named unlike their attribute
+# get one, exactly as the gateway's schema does.
+_RENAMED = (
+    ("BootResource", "lastDeployed", "last_deployed"),
+    ("BootResource", "baseImage", "base_image"),
+)
 
 
-_SNAKE = {"lastDeployed": "last_deployed", "baseImage": "base_image", "latestSet": "latest_set"}
+def _attribute(name: str) -> Any:
+    def resolve(source: Any, _info: Any) -> Any:
+        return getattr(source, name)
+
+    return resolve
 
 
 @benchmark("graphql-cold-fanout")

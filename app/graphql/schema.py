@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
+from graphql import ASTValidationRule, GraphQLError, GraphQLObjectType
 from starlette.datastructures import UploadFile
 from strawberry.extensions import (
     AddValidationRules,
@@ -21,7 +22,9 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info
+from strawberry.types.field import StrawberryField
 
 from app import models
 from app.cache import CacheOutcome
@@ -400,7 +403,7 @@ def build_schema(
         lambda: ValidationCache(maxsize=256),
         GatewayErrors,
     ]
-    return strawberry.Schema(
+    schema = strawberry.Schema(
         config=StrawberryConfig(scalar_map=types.SCALARS),
         query=Query,
         mutation=Mutation,
@@ -408,3 +411,38 @@ def build_schema(
         extensions=extensions,
         types=[types.ImportProgress, types.ResourceProgress],
     )
+    _plain_attribute_resolvers(schema)
+    return schema
+
+
+def _plain_attribute_resolvers(schema: strawberry.Schema) -> None:
+    """Resolve fields without a resolver by plain attribute access.
+
+    Strawberry wraps every field, plain ones too; over a nested list of resources that
+    wrapper is most of the CPU a warm request spends (DESIGN.md, "Performance model").
+    Fields with resolvers, permissions or extensions keep strawberry's wrapper.
+    """
+    backref = GraphQLCoreConverter.DEFINITION_BACKREF
+    for graphql_type in schema._schema.type_map.values():
+        if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
+            continue
+        if graphql_type.name in {"Query", "Mutation", "Subscription"}:
+            continue
+        for name, graphql_field in graphql_type.fields.items():
+            field = (graphql_field.extensions or {}).get(backref)
+            if not isinstance(field, StrawberryField) or not field.is_basic_field:
+                continue
+            if field.extensions or field.permission_classes or field.directives:
+                continue
+            python_name = field.python_name
+            # graphql-core's default resolver reads the attribute named like the field.
+            graphql_field.resolve = None if python_name == name else _attribute(python_name)
+
+
+def _attribute(name: str) -> Callable[..., Any]:
+    get = operator.attrgetter(name)
+
+    def resolve(source: Any, _info: Any) -> Any:
+        return get(source)
+
+    return resolve

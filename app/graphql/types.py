@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, NewType
+from typing import Annotated, Any, NewType, TypeVar
 
 import strawberry
 from strawberry.file_uploads import Upload, UploadDefinition
@@ -25,6 +26,8 @@ def _parse_long(value: object) -> int:
         raise ValueError("Long must fit in 64 bits")
     return number
 
+
+T = TypeVar("T")
 
 # GraphQL's Int is 32-bit; image and set sizes pass 2 GiB (DESIGN.md, "Types").
 Long = NewType("Long", int)
@@ -69,30 +72,59 @@ class BootResourceSet:
     files: list[BootResourceFile]
 
 
-async def _detail(
+def _detail(
     root: models.BootResource, info: Info[GraphQLContext, None]
-) -> models.BootResource:
+) -> models.BootResource | None:
+    """The resource with its sets when at hand now (already read, or fresh in the cache)."""
     if root.sets is not None:
         return root
-    return await info.context.loaders.boot_resource.load(root.id)
+    ctx = info.context
+    return ctx.service.cached_boot_resource(ctx.caller, root.id)
 
 
-async def resolve_sets(
+def _sets(detail: models.BootResource) -> list[models.BootResourceSet]:
+    return detail.sets or []
+
+
+def _latest_set(detail: models.BootResource) -> models.BootResourceSet | None:
+    return detail.latest_set
+
+
+def _complete(detail: models.BootResource) -> bool:
+    return bool(detail.complete)
+
+
+def _from_detail(
+    root: models.BootResource, info: Info[GraphQLContext, None], pick: Callable[[Any], T]
+) -> T | Awaitable[T]:
+    # Synchronous when the detail is at hand: an awaitable per resource costs a task each
+    # (DESIGN.md, "Performance model"); otherwise the request's loader batches the reads.
+    detail = _detail(root, info)
+    if detail is not None:
+        return pick(detail)
+
+    async def load() -> T:
+        return pick(await info.context.loaders.boot_resource.load(root.id))
+
+    return load()
+
+
+def resolve_sets(
     root: strawberry.Parent[models.BootResource], info: Info[GraphQLContext, None]
-) -> list[models.BootResourceSet]:
-    return (await _detail(root, info)).sets or []
+) -> list[models.BootResourceSet] | Awaitable[list[models.BootResourceSet]]:
+    return _from_detail(root, info, _sets)
 
 
-async def resolve_latest_set(
+def resolve_latest_set(
     root: strawberry.Parent[models.BootResource], info: Info[GraphQLContext, None]
-) -> models.BootResourceSet | None:
-    return (await _detail(root, info)).latest_set
+) -> models.BootResourceSet | Awaitable[models.BootResourceSet | None] | None:
+    return _from_detail(root, info, _latest_set)
 
 
-async def resolve_complete(
+def resolve_complete(
     root: strawberry.Parent[models.BootResource], info: Info[GraphQLContext, None]
-) -> bool:
-    return bool((await _detail(root, info)).complete)
+) -> bool | Awaitable[bool]:
+    return _from_detail(root, info, _complete)
 
 
 async def resolve_selections(
@@ -119,18 +151,21 @@ class BootResource:
     subarches: list[str]
     last_deployed: datetime | None
     base_image: str | None
-    sets: list[models.BootResourceSet] = strawberry.field(
+    # Resolved from the service's models, synchronously when cached: graphql_type is the schema.
+    sets: Any = strawberry.field(
         resolver=resolve_sets,
         graphql_type=list[BootResourceSet],
         description="Versions of this resource, newest first.",
     )
-    latest_set: models.BootResourceSet | None = strawberry.field(
+    latest_set: Any = strawberry.field(
         resolver=resolve_latest_set,
         graphql_type=BootResourceSet | None,
         description="The newest set, if any.",
     )
-    complete: bool = strawberry.field(
-        resolver=resolve_complete, description="Whether the newest set is complete."
+    complete: Any = strawberry.field(
+        resolver=resolve_complete,
+        graphql_type=bool,
+        description="Whether the newest set is complete.",
     )
 
 
