@@ -11,6 +11,7 @@ import random
 import re
 import secrets
 import ssl
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from http.cookiejar import Cookie, CookieJar
@@ -52,6 +53,12 @@ class _Retry(enum.Enum):
     NEVER = "never"
     """An upload chunk appends on the server: never sent twice (maas-api.md §5.5)."""
 
+
+UpstreamObserver = Callable[[str, str, str, float], None]
+"""Told of every exchange with MAAS, retries included: (operation, method, outcome, seconds).
+`operation` names the call ("boot-resource read"), `outcome` is the HTTP status ("200") or the
+gateway error code of a failed exchange ("UPSTREAM_TIMEOUT"). A plain callback, so this layer
+stays free of any metrics or tracing library."""
 
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 _READ_RETRYABLE = (*_NOTHING_SENT, httpx.RemoteProtocolError, httpx.ReadError)
@@ -167,6 +174,7 @@ class _Pool:
     retry_backoff: float
     chunk_size: int
     cleanup_timeout: float
+    observer: UpstreamObserver | None
 
 
 class MaasClient:
@@ -191,6 +199,7 @@ class MaasClient:
         transport: httpx.AsyncBaseTransport | None = None,
         backend: Backend = DEFAULT_BACKEND,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        observer: UpstreamObserver | None = None,
     ) -> None:
         if verify is not True and not isinstance(verify, str):
             raise ValueError("TLS verification cannot be turned off; pass a CA bundle path")
@@ -223,6 +232,7 @@ class MaasClient:
             retry_backoff=retry_backoff,
             chunk_size=chunk_size,
             cleanup_timeout=connect_timeout + timeout,
+            observer=observer,
         )
         self._owner = True
         self._set_credentials(credentials)
@@ -233,6 +243,7 @@ class MaasClient:
         settings: Settings,
         credentials: MaasCredentials | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        observer: UpstreamObserver | None = None,
     ) -> MaasClient:
         """A client for `settings.maas_url`, signing with `credentials` or the configured key."""
         if settings.maas_url is None:
@@ -251,6 +262,7 @@ class MaasClient:
             verify=settings.maas_ca_bundle or True,
             transport=transport,
             chunk_size=settings.upload_chunk_size,
+            observer=observer,
         )
 
     def _set_credentials(self, credentials: MaasCredentials | None) -> None:
@@ -664,13 +676,20 @@ class MaasClient:
             request = pool.http.build_request(method, url, content=body, headers=headers)
             try:
                 async with pool.semaphore:
+                    started = time.perf_counter()
                     response = await pool.http.send(request, auth=self._auth)
             except httpx.HTTPError as exc:
+                error = map_failure(operation, exc, redact=self._redact)
+                if pool.observer is not None:
+                    pool.observer(operation, method, error.code, time.perf_counter() - started)
                 if attempt < pool.retries and self._may_retry(retry, exc):
                     attempt += 1
                     await self._backoff(attempt)
                     continue
-                raise map_failure(operation, exc, redact=self._redact) from exc
+                raise error from exc
+            if pool.observer is not None:
+                elapsed = time.perf_counter() - started
+                pool.observer(operation, method, str(response.status_code), elapsed)
             if response.is_success:
                 return response
             if response.status_code == 503 and retry is _Retry.READ and attempt < pool.retries:
