@@ -270,15 +270,18 @@ class BootService:
                 f"{self.max_fanout}: narrow it with a filter",
                 details={"limit": self.max_fanout, "requested": len(ids)},
             )
-        if len(ids) <= self._fanout:
-            return list(await asyncio.gather(*(self.get_boot_resource(caller, i) for i in ids)))
-        bound = asyncio.Semaphore(self._fanout)
+        # Fresh details answer at once; only the rest are read, concurrently under the bound.
+        details = {i: self.cached_boot_resource(caller, i) for i in ids}
+        missing = [i for i, detail in details.items() if detail is None]
+        if missing:
+            bound = asyncio.Semaphore(self._fanout)
 
-        async def one(resource_id: int) -> BootResource:
-            async with bound:
-                return await self.get_boot_resource(caller, resource_id)
+            async def one(resource_id: int) -> BootResource:
+                async with bound:
+                    return await self.get_boot_resource(caller, resource_id)
 
-        return list(await asyncio.gather(*(one(i) for i in ids)))
+            details.update(zip(missing, await asyncio.gather(*(one(i) for i in missing))))
+        return [details[i] for i in ids]  # type: ignore[misc]
 
     async def get_boot_resources_settled(
         self, caller: Caller, resource_ids: Iterable[int]

@@ -40,19 +40,19 @@ def response_cache() -> list[Result]:
     """A repeated nested query answered from stored bytes vs a bare app sending those bytes."""
     seconds, connections = 4.0, 16
     with simulator_process(latency_ms=0, resources=RESOURCES) as maas_url:
-        with server_process("gateway", maas_url) as url:
-            host, port = url.removeprefix("http://").split(":")
-            request = post_request(host, int(port), "/graphql", _request())
-            body = asyncio.run(_fetch(host, int(port), request))
+        with server_process("gateway", maas_url) as gateway:
+            host, port = gateway.host_port
+            request = post_request(host, port, "/graphql", _request())
+            body = asyncio.run(fetch(host, port, request))
             gateway_rps, gateway_failures = asyncio.run(
-                load(host, int(port), request, seconds=seconds, connections=connections)
+                load(host, port, request, seconds=seconds, connections=connections)
             )
         with tempfile.NamedTemporaryFile(suffix=".json") as stored:
             Path(stored.name).write_bytes(body)
-            with server_process("bare", stored.name) as url:
-                host, port = url.removeprefix("http://").split(":")
+            with server_process("bare", stored.name) as bare:
+                host, port = bare.host_port
                 bare_rps, _ = asyncio.run(
-                    load(host, int(port), request, seconds=seconds, connections=connections)
+                    load(host, port, request, seconds=seconds, connections=connections)
                 )
     if gateway_failures:
         raise RuntimeError(f"{gateway_failures} non-200 answers from the gateway")
@@ -71,7 +71,7 @@ def response_cache() -> list[Result]:
     ]
 
 
-async def _fetch(host: str, port: int, request: bytes) -> bytes:
+async def fetch(host: str, port: int, request: bytes) -> bytes:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")

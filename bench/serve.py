@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,26 @@ def bare_app(body: bytes) -> Any:
     return app
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    url: str
+    pid: int
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, port = self.url.removeprefix("http://").split(":")
+        return host, int(port)
+
+    def rss_bytes(self, field: str = "VmRSS") -> int:
+        """Resident memory from /proc: VmRSS now, or VmHWM, the peak so far."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no {field} for process {self.pid}")
+
+
 @contextmanager
-def server_process(*args: str) -> Iterator[str]:
+def server_process(*args: str) -> Iterator[ServerProcess]:
     child = subprocess.Popen(
         [sys.executable, "-m", "bench.serve", *args],
         stdin=subprocess.PIPE,
@@ -43,7 +62,7 @@ def server_process(*args: str) -> Iterator[str]:
         url = child.stdout.readline().strip()
         if not url.startswith("http://"):
             raise RuntimeError(f"the server process did not start (said {url!r})")
-        yield url
+        yield ServerProcess(url, child.pid)
     finally:
         if child.stdin is not None:
             child.stdin.close()

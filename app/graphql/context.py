@@ -29,6 +29,27 @@ class Loaders:
         self.selections = DataLoader(load_fn=self._load_selections)
         self.boot_source = DataLoader(load_fn=self._load_boot_sources)
 
+    async def prefetch_boot_resources(
+        self, resources: Sequence[models.BootResource]
+    ) -> list[models.BootResource]:
+        """The resources with their details, read at once under the request's fan-out cap; one
+        that fails stays shallow, so its nested fields report its own error."""
+        service, caller = self.service, self.caller
+        at_hand = {
+            r.id: service.cached_boot_resource(caller, r.id) for r in resources if r.sets is None
+        }
+        wanted = [resource_id for resource_id, detail in at_hand.items() if detail is None]
+        loaded: dict[int, object] = dict(at_hand)
+        if wanted:
+            loaded.update(zip(wanted, await self._load_boot_resources(wanted), strict=True))
+        detailed = []
+        for resource in resources:
+            detail = loaded.get(resource.id)
+            if isinstance(detail, models.BootResource):
+                resource = detail
+            detailed.append(resource)
+        return detailed
+
     async def _load_boot_resources(
         self, ids: Sequence[int]
     ) -> Sequence[models.BootResource | BaseException]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
@@ -45,6 +46,7 @@ class ResponseCacheEdge:
         self.service = service
         self.callers = callers
         self.path = path
+        self._known: dict[bytes, _Target | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or self.service.responses is None:
@@ -57,33 +59,28 @@ class ResponseCacheEdge:
             if not complete or not _is_json(scope):
                 await self.app(scope, _replay(body, receive, complete), send)
                 return
-            request = _json_object(body)
+            raw = body
         elif method == "GET":
-            request = _query_params(scope)
+            raw = b"?" + scope.get("query_string", b"")
         else:
-            request = None
+            await self.app(scope, receive, send)
+            return
         replay = _replay(body, receive, True)
-        document = request.get("query") if request else None
-        variables = request.get("variables") if request else None
-        operation = request.get("operationName") if request else None
-        if (
-            not isinstance(document, str)
-            or not isinstance(variables, dict | None)
-            or not isinstance(operation, str | None)
-        ):
+        target = self._target(raw, method)
+        if target is None:
             await self.app(scope, replay, send)
             return
         try:
             caller = self.callers.resolve(HTTPConnection(scope))
         except Exception:
+            # Let the endpoint answer: it reports who may not call, and how.
             await self.app(scope, replay, send)
             return
-        key = self.service.response_key(document, variables, operation)
-        stored = self.service.cached_response(caller, key)
+        stored = self.service.cached_response(caller, target.key)
         if stored is not None:
             await _send_json(send, stored, b"HIT")
             return
-        if not is_query(document, operation):
+        if not target.query:
             await self.app(scope, replay, send)
             return
         captured = _Captured(send)
@@ -95,7 +92,44 @@ class ResponseCacheEdge:
             except orjson.JSONDecodeError:
                 return
             if isinstance(result, dict) and not result.get("errors"):
-                self.service.store_response(caller, key, captured.body, reads)
+                self.service.store_response(caller, target.key, captured.body, reads)
+
+    def _target(self, raw: bytes, method: str) -> _Target | None:
+        """What a request asks for, remembered by its exact bytes: a repeated request skips
+        JSON parsing and hashing (the common case on the hit path)."""
+        known = self._known.get(raw, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
+        request = _json_object(raw) if method == "POST" else _query_params_of(raw[1:])
+        document = request.get("query") if request else None
+        variables = request.get("variables") if request else None
+        operation = request.get("operationName") if request else None
+        target = None
+        if (
+            isinstance(document, str)
+            and isinstance(variables, dict | None)
+            and isinstance(operation, str | None)
+        ):
+            target = _Target(
+                key=self.service.response_key(document, variables, operation),
+                query=is_query(document, operation),
+            )
+        if len(raw) <= MAX_REMEMBERED_REQUEST:
+            if len(self._known) >= MAX_REMEMBERED:
+                self._known.clear()
+            self._known[raw] = target
+        return target
+
+
+_UNKNOWN = object()
+MAX_REMEMBERED = 1024
+MAX_REMEMBERED_REQUEST = 8 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    key: tuple[str, str]
+    query: bool
 
 
 class _Captured:
@@ -167,8 +201,8 @@ def _json_object(body: bytes) -> MutableMapping[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _query_params(scope: Scope) -> MutableMapping[str, Any] | None:
-    params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+def _query_params_of(query_string: bytes) -> MutableMapping[str, Any] | None:
+    params = parse_qs(query_string.decode("latin-1"))
     if "query" not in params:
         return None
     request: dict[str, Any] = {"query": params["query"][0]}

@@ -5,11 +5,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import operator
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+)
 from typing import Any, TypeVar
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, GraphQLObjectType
+from graphql import (
+    ASTValidationRule,
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLObjectType,
+    InlineFragmentNode,
+)
 from starlette.datastructures import UploadFile
 from strawberry.extensions import (
     AddValidationRules,
@@ -52,7 +65,12 @@ class Query:
     ) -> list[models.BootResource]:
         ctx = info.context
         wanted = filter.to_model() if filter is not None else None
-        return await ctx.service.list_boot_resources(ctx.caller, wanted)
+        resources = await ctx.service.list_boot_resources(ctx.caller, wanted)
+        if not _selects(info, DETAIL_FIELDS):
+            return resources
+        # The details are known to be needed: read them all now, concurrently, so nested
+        # fields resolve synchronously instead of one awaitable per resource.
+        return await ctx.loaders.prefetch_boot_resources(resources)
 
     @strawberry.field(
         graphql_type=types.BootResource | None, description="One boot resource, with its sets."
@@ -81,6 +99,32 @@ class Query:
     )
     async def import_status(self, info: GInfo) -> models.ImportStatus:
         return await info.context.service.import_status(info.context.caller)
+
+
+# Fields of a boot resource that need its detail read (MAAS's list is shallow, maas-api.md §9.11).
+DETAIL_FIELDS = frozenset({"sets", "latestSet", "complete"})
+
+
+def _selects(info: GInfo, names: frozenset[str]) -> bool:
+    """Whether this field's sub-selection asks for any of `names`, through fragments (read
+    from the parsed document: strawberry's `selected_fields` builds objects on every call)."""
+    raw = info._raw_info
+    pending = [node.selection_set for node in raw.field_nodes]
+    while pending:
+        selection_set = pending.pop()
+        if selection_set is None:
+            continue
+        for child in selection_set.selections:
+            if isinstance(child, FieldNode):
+                if child.name.value in names:
+                    return True
+            elif isinstance(child, FragmentSpreadNode):
+                fragment = raw.fragments.get(child.name.value)
+                if fragment is not None:
+                    pending.append(fragment.selection_set)
+            elif isinstance(child, InlineFragmentNode):
+                pending.append(child.selection_set)
+    return False
 
 
 def _parse_id(value: str) -> int:

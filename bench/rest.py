@@ -1,0 +1,165 @@
+"""REST benchmarks: a 1 GiB custom-image upload through the gateway against uploading straight
+to MAAS, and a cached expanded list against a bare ASGI app sending the same bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+
+from app.maas import MaasClient, MaasCredentials
+from bench import Result, at_least, at_most, benchmark
+from bench.asgi import get_request, load
+from bench.graphql import fetch
+from bench.serve import ServerProcess, server_process
+from bench.upstream import ADMIN_KEY, simulator_process
+
+MiB = 1024 * 1024
+IMAGE_SIZE = 1024 * MiB
+BLOCK = 4 * MiB
+
+
+def _image() -> tuple[bytes, str]:
+    """One random block repeated to 1 GiB (generating 1 GiB of randomness would dominate)."""
+    block = os.urandom(BLOCK)
+    digest = hashlib.sha256()
+    for _ in range(IMAGE_SIZE // BLOCK):
+        digest.update(block)
+    return block, digest.hexdigest()
+
+
+def _blocks(block: bytes) -> Iterator[bytes]:
+    for _ in range(IMAGE_SIZE // BLOCK):
+        yield block
+
+
+async def _ablocks(block: bytes) -> AsyncIterator[bytes]:
+    for chunk in _blocks(block):
+        yield chunk
+
+
+@benchmark("rest-upload")
+def upload() -> list[Result]:
+    block, sha256 = _image()
+    with simulator_process(latency_ms=0, resources=20) as maas_url:
+        direct_s = asyncio.run(_direct(maas_url, block, sha256))
+        with server_process("gateway", maas_url) as gateway:
+            base_rss = gateway.rss_bytes()
+            peak = _PeakRss(gateway)
+            with peak:
+                started = time.perf_counter()
+                response = httpx.post(
+                    f"{gateway.url}/api/v1/boot-resources",
+                    params={
+                        "name": "bench/gateway-upload",
+                        "architecture": "amd64/generic",
+                        "size": str(IMAGE_SIZE),
+                        "sha256": sha256,
+                    },
+                    headers={"Content-Length": str(IMAGE_SIZE)},
+                    content=_blocks(block),
+                    timeout=600,
+                )
+                gateway_s = time.perf_counter() - started
+            if response.status_code != 201:
+                raise RuntimeError(f"gateway upload failed: {response.text[:300]}")
+            growth = max(peak.peak, gateway.rss_bytes("VmHWM")) - base_rss
+    throughput = IMAGE_SIZE / MiB / gateway_s
+    direct = IMAGE_SIZE / MiB / direct_s
+    ratio = throughput / direct
+    target, passed = at_least(ratio, 0.7)
+    rss_target, rss_passed = at_most(growth / MiB, 64)
+    return [
+        Result(
+            "1 GiB upload through the gateway vs straight to MAAS, MiB/s",
+            throughput,
+            direct,
+            ratio,
+            target,
+            passed,
+            unit="MiB/s",
+        ),
+        Result(
+            "peak RSS growth of the gateway during the 1 GiB upload, MiB",
+            growth / MiB,
+            64,
+            growth / MiB / 64,
+            f"≤ 64 MiB ({rss_target})",
+            rss_passed,
+            unit="MiB",
+        ),
+    ]
+
+
+async def _direct(maas_url: str, block: bytes, sha256: str) -> float:
+    async with MaasClient(maas_url, MaasCredentials.from_key(ADMIN_KEY)) as client:
+        started = time.perf_counter()
+        await client.upload_boot_resource(
+            "bench/direct-upload", "amd64/generic", _ablocks(block), IMAGE_SIZE, sha256
+        )
+        return time.perf_counter() - started
+
+
+class _PeakRss:
+    """Samples a process's RSS while a block runs (VmHWM alone would include start-up)."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self._server = server
+        self._stop = threading.Event()
+        self.peak = 0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._server.rss_bytes())
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@benchmark("rest-cached-list")
+def cached_list() -> list[Result]:
+    seconds, connections = 4.0, 16
+    path = "/api/v1/boot-resources?expand=sets"
+    with simulator_process(latency_ms=0, resources=50) as maas_url:
+        with server_process("gateway", maas_url) as gateway:
+            host, port = gateway.host_port
+            request = get_request(host, port, path)
+            body = asyncio.run(fetch(host, port, request))
+            gateway_rps, failures = asyncio.run(
+                load(host, port, request, seconds=seconds, connections=connections)
+            )
+        with tempfile.NamedTemporaryFile(suffix=".json") as stored:
+            Path(stored.name).write_bytes(body)
+            with server_process("bare", stored.name) as bare:
+                host, port = bare.host_port
+                bare_rps, _ = asyncio.run(
+                    load(host, port, request, seconds=seconds, connections=connections)
+                )
+    if failures:
+        raise RuntimeError(f"{failures} non-200 answers from the gateway")
+    ratio = gateway_rps / bare_rps
+    target, passed = at_least(ratio, 0.35)
+    return [
+        Result(
+            f"cached GET {path} ({len(body) // 1024} KiB), req/s",
+            gateway_rps,
+            bare_rps,
+            ratio,
+            target,
+            passed,
+            unit="/s",
+        )
+    ]
