@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import platform
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 from bench import Result, format_table, load
 
@@ -22,10 +25,54 @@ def main(argv: list[str]) -> int:
         results.extend(run())
     print(format_table(results))
     load_average, cpus = os.getloadavg()[0], os.cpu_count() or 1
-    if load_average > cpus:
+    busy = load_average > cpus
+    if busy:
         # Wall-clock figures on a machine this busy say more about the neighbours.
         print(f"note: load average {load_average:.1f} on {cpus} CPUs; figures are unreliable")
+    if not argv:
+        write_report(results, REPORT, busy=busy)
+        print(f"wrote {REPORT}")
     return 1 if any(r.passed is False for r in results) else 0
+
+
+REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def write_report(results: list[Result], path: Path, *, busy: bool) -> None:
+    """docs/benchmarks.md: the machine, then every figure as a ratio to its same-run baseline."""
+    machine = [
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {_memory()}, "
+        f"{platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()})",
+        f"- load average at the end: {os.getloadavg()[0]:.2f}"
+        + (" (busy: figures unreliable)" if busy else ""),
+    ]
+    text = "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            "Written by `make bench`. Every figure is compared with a baseline measured in the",
+            "same run, on the same machine; the ratio is what the target bounds.",
+            "",
+            *machine,
+            "",
+            format_table(results, style="markdown"),
+            "",
+        ]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB RAM"
+    except OSError:
+        pass
+    return "unknown RAM"
 
 
 if __name__ == "__main__":
