@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from graphql import build_schema as parse_sdl
-from graphql import execute, parse
+from graphql import GraphQLObjectType, execute, parse
 
 from app.config import Settings
 from app.maas import MaasClient, MaasCredentials
@@ -118,7 +118,9 @@ async def _execution(maas_url: str) -> list[Result]:
         resources = await service.list_boot_resources_detailed(caller)
     schema = parse_sdl(build_schema().as_str())
     for type_name, field_name, attribute in _RENAMED:
-        schema.type_map[type_name].fields[field_name].resolve = _attribute(attribute)  # type: ignore[union-attr]
+        object_type = schema.type_map[type_name]
+        assert isinstance(object_type, GraphQLObjectType)
+        object_type.fields[field_name].resolve = _attribute(attribute)
     document = parse(NESTED)
     root = {"bootResources": resources}
     for _ in range(20):
