@@ -28,6 +28,7 @@ __all__ = [
     "Family",
     "ReadTracker",
     "ResponseCache",
+    "StoredResponse",
     "estimate_size",
     "response_key",
 ]
@@ -587,8 +588,13 @@ def response_key(
     return doc_hash.hexdigest(), hashlib.blake2b(variables_bytes, digest_size=16).hexdigest()
 
 
-class _Response:
-    __slots__ = ("body", "checked_at", "dependencies", "expires_at")
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+class StoredResponse:
+    """A stored answer: its body and the headers that go with it (e.g. ETag)."""
+
+    __slots__ = ("body", "checked_at", "dependencies", "expires_at", "headers")
 
     def __init__(
         self,
@@ -596,8 +602,10 @@ class _Response:
         expires_at: float,
         dependencies: tuple[tuple[Dependency, int], ...],
         checked_at: int,
+        headers: Headers = (),
     ) -> None:
         self.body = body
+        self.headers = headers
         self.expires_at = expires_at
         self.dependencies = dependencies
         # The entity cache's write counter when the dependencies were last found current.
@@ -627,12 +635,17 @@ class ResponseCache:
         self._ttl = ttl
         self._maxsize = maxsize
         self._max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, Hashable], _Response] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, Hashable], StoredResponse] = OrderedDict()
         self._bytes = 0
         self._hits = self._misses = self._expired = self._invalidated = 0
         self._evictions = self._refused = 0
 
     def get(self, principal: str, key: Hashable) -> bytes | None:
+        response = self.lookup(principal, key)
+        return None if response is None else response.body
+
+    def lookup(self, principal: str, key: Hashable) -> StoredResponse | None:
+        """The stored response, if it is still current; counts a hit or a miss."""
         full_key = (principal, key)
         response = self._entries.get(full_key)
         if response is None:
@@ -656,9 +669,16 @@ class ResponseCache:
             response.checked_at = writes
         self._entries.move_to_end(full_key)
         self._hits += 1
-        return response.body
+        return response
 
-    def set(self, principal: str, key: Hashable, body: bytes, reads: ReadTracker) -> bool:
+    def set(
+        self,
+        principal: str,
+        key: Hashable,
+        body: bytes,
+        reads: ReadTracker,
+        headers: Headers = (),
+    ) -> bool:
         """Store `body` built from `reads`; refused (False) when it cannot be served later:
         a read was stale or failed, a read's data changed meanwhile, or it is already expired."""
         now = self._clock()
@@ -675,7 +695,9 @@ class ResponseCache:
             return False
         full_key = (principal, key)
         self._discard(full_key)
-        self._entries[full_key] = _Response(body, expires_at, dependencies, self._entities.writes)
+        self._entries[full_key] = StoredResponse(
+            body, expires_at, dependencies, self._entities.writes, headers
+        )
         self._bytes += len(body)
         while len(self._entries) > self._maxsize or self._bytes > self._max_bytes:
             _, evicted = self._entries.popitem(last=False)
