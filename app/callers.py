@@ -2,18 +2,206 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+from collections import OrderedDict
+from dataclasses import dataclass
+
 from starlette.requests import HTTPConnection
 
+from app.config import Settings
+from app.errors import Forbidden, RateLimited, Unauthenticated
+from app.maas.auth import MaasCredentials
+from app.maas.client import MaasClient
+from app.security import (
+    UNAUTHENTICATED_MESSAGE,
+    RateLimiter,
+    Scope,
+    TokenStore,
+    format_scopes,
+    parse_scopes,
+)
 from app.service import Caller
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = "anonymous"
+# Where the gate leaves the identity it resolved, so later layers need not resolve it again.
+IDENTITY_KEY = "maas_gateway.identity"
+# In passthrough mode MAAS decides what a key may do; the gateway's own admin scope (schema
+# introspection when it is switched off) belongs to service-mode tokens.
+PASSTHROUGH_SCOPES = frozenset({Scope.READ, Scope.WRITE})
+MAX_CACHED_KEYS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A resolved caller: `caller` reads and writes MAAS, `scopes` say what it may ask for."""
+
+    caller: Caller
+    name: str
+    scopes: frozenset[Scope]
+
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+    def require(self, scope: Scope) -> None:
+        if scope not in self.scopes:
+            raise Forbidden(f"this needs the {scope.value} scope", details={"scope": scope.value})
+
+
+def unauthenticated() -> Unauthenticated:
+    return Unauthenticated(UNAUTHENTICATED_MESSAGE)
 
 
 class CallerResolver:
-    """Resolves callers for REST, GraphQL and websockets alike; set up by the app's lifespan."""
+    """Resolves callers for REST, GraphQL and websockets alike; set up by the app's lifespan.
 
-    def __init__(self) -> None:
+    service mode: a bearer token from the tokens file (or anonymous, with the scopes the
+    settings grant) acts through the gateway's own MAAS client; the principal is the token's
+    hash prefix, so answers are never shared across tokens. passthrough mode: the bearer
+    credential is the caller's own MAAS API key; the principal is the key's fingerprint.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.mode = settings.auth_mode
+        self.anonymous_scopes = parse_scopes(settings.anonymous_scopes)
+        self.tokens = TokenStore(settings.tokens_file) if settings.tokens_file else None
+        self.limiter = (
+            RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+            if settings.rate_limit_per_second > 0
+            else None
+        )
+        # The caller anonymous requests act as in service mode (also the benchmarks' caller).
         self.default: Caller | None = None
+        self._maas: MaasClient | None = None
+        self._anonymous: Identity | None = None
+        self._by_token: dict[str, Identity] = {}
+        self._by_key: OrderedDict[str, Identity] = OrderedDict()
+        self._sighup = False
+
+    # Lifecycle --------------------------------------------------------------------------------
+
+    def start(self, maas: MaasClient) -> None:
+        """Bind to the gateway's MAAS client; a tokens file that cannot be read fails start-up."""
+        self._maas = maas
+        if self.tokens is not None:
+            self.tokens.load()
+        if self.mode == "service":
+            self.default = Caller(principal=ANONYMOUS, maas=maas)
+            if self.anonymous_scopes:
+                self._anonymous = Identity(self.default, ANONYMOUS, self.anonymous_scopes)
+            self._warn_about_access()
+        else:
+            log.info("passthrough mode: each caller's own MAAS API key signs its requests")
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            # Only possible on the main thread's loop (not under a test's background server).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload_tokens)
+            self._sighup = True
+
+    def stop(self) -> None:
+        if self._sighup:
+            with contextlib.suppress(ValueError, RuntimeError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._sighup = False
+        self._by_token.clear()
+        self._by_key.clear()
+
+    def reload_tokens(self) -> None:
+        if self.tokens is not None:
+            log.info("reloading gateway tokens (SIGHUP)")
+            self.tokens.request_reload()
+
+    def _warn_about_access(self) -> None:
+        if self.tokens is None and not self.anonymous_scopes:
+            log.warning(
+                "no MAAS_GATEWAY_TOKENS_FILE and no MAAS_GATEWAY_ANONYMOUS_SCOPES: every "
+                "request to /graphql and /api/v1 will be rejected with 401"
+            )
+        elif self.anonymous_scopes:
+            log.warning(
+                "anonymous callers may %s: anyone who can reach the gateway acts with its MAAS key",
+                format_scopes(self.anonymous_scopes),
+            )
+
+    # Resolution -------------------------------------------------------------------------------
+
+    def identify(self, connection: HTTPConnection) -> Identity:
+        """The request's identity, resolved once and kept on the ASGI scope."""
+        scope = connection.scope
+        identity: Identity | None = scope.get(IDENTITY_KEY)
+        if identity is None:
+            identity = self.authenticate(connection.headers.get("authorization"))
+            scope[IDENTITY_KEY] = identity
+        return identity
 
     def resolve(self, connection: HTTPConnection) -> Caller:
-        if self.default is None:
+        return self.identify(connection).caller
+
+    def authenticate(self, authorization: str | None) -> Identity:
+        """The identity an `Authorization` header value stands for; raises Unauthenticated."""
+        if self._maas is None:
             raise RuntimeError("the gateway has not started")
-        return self.default
+        if not authorization:
+            if self._anonymous is not None:
+                return self._anonymous
+            raise unauthenticated()
+        scheme, _, credential = authorization.strip().partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise unauthenticated()
+        if self.mode == "passthrough":
+            return self._maas_key(credential, self._maas)
+        return self._token(credential, self._maas)
+
+    def _token(self, credential: str, maas: MaasClient) -> Identity:
+        entry = self.tokens.lookup(credential) if self.tokens is not None else None
+        if entry is None:
+            raise unauthenticated()
+        identity = self._by_token.get(entry.digest)
+        if identity is None or identity.scopes != entry.scopes or identity.name != entry.name:
+            if len(self._by_token) > 2 * len(self.tokens or ()) + 64:
+                self._by_token.clear()  # tokens removed by reloads
+            caller = Caller(principal=f"token:{entry.digest[:24]}", maas=maas)
+            identity = Identity(caller, entry.name, entry.scopes)
+            self._by_token[entry.digest] = identity
+        return identity
+
+    def _maas_key(self, credential: str, maas: MaasClient) -> Identity:
+        identity = self._by_key.get(credential)
+        if identity is not None:
+            self._by_key.move_to_end(credential)
+            return identity
+        try:
+            credentials = MaasCredentials.from_key(credential)
+        except ValueError:
+            raise unauthenticated() from None
+        fingerprint = credentials.fingerprint
+        caller = Caller(principal=fingerprint, maas=maas.bind(credentials))
+        identity = Identity(caller, f"maas-key:{fingerprint[:12]}", PASSTHROUGH_SCOPES)
+        self._by_key[credential] = identity
+        if len(self._by_key) > MAX_CACHED_KEYS:
+            self._by_key.popitem(last=False)
+        return identity
+
+    # Rate limits ------------------------------------------------------------------------------
+
+    def throttle(self, identity: Identity, client: str | None = None) -> None:
+        """Count one request against the principal's rate; raises RateLimited when over it.
+
+        Anonymous callers are told apart by address, so one of them cannot starve the rest.
+        """
+        if self.limiter is None:
+            return
+        key = identity.caller.principal
+        if identity is self._anonymous and client:
+            key = f"{ANONYMOUS}@{client}"
+        wait = self.limiter.acquire(key)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise RateLimited(
+                f"rate limit exceeded: retry in {seconds} s", retry_after=float(seconds)
+            )

@@ -55,8 +55,12 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print(f"MAAS simulator: {simulator.url}/MAAS/  (demo mode: no MAAS_GATEWAY_MAAS_URL set)")
         print(f"Simulator admin API key: {api_key}")
-    elif settings.maas_api_key is None:
-        return _fail(f"invalid setting {ENV_PREFIX}MAAS_API_KEY: required when MAAS_URL is set")
+        settings = _demo_access(settings, sim_config.resolved_user_key())
+    elif settings.maas_api_key is None and settings.auth_mode == "service":
+        return _fail(
+            f"invalid setting {ENV_PREFIX}MAAS_API_KEY: required when MAAS_URL is set "
+            "(unless MAAS_GATEWAY_AUTH_MODE=passthrough)"
+        )
 
     base = f"http://{settings.host}:{settings.port}"
     print(f"Gateway: {base}/  GraphiQL: {base}/graphql  REST: {base}/api/v1/")
@@ -71,6 +75,37 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         if simulator is not None:
             simulator.stop()
+    return 0
+
+
+def _demo_access(settings: Settings, user_key: str) -> Settings:
+    """Demo mode works out of the box: anonymous callers may read and write, unless access
+    was configured (a tokens file, anonymous scopes, or passthrough)."""
+    if settings.auth_mode == "passthrough":
+        print(f"Simulator user API key:  {user_key}")
+        print("Passthrough mode: send a simulator key as 'Authorization: Bearer <key>'")
+        return settings
+    if settings.tokens_file is not None or "anonymous_scopes" in settings.model_fields_set:
+        return settings
+    print(
+        "Demo mode: anonymous callers may read and write "
+        f"(set {ENV_PREFIX}TOKENS_FILE to require gateway tokens)"
+    )
+    return settings.model_copy(update={"anonymous_scopes": "read,write"})
+
+
+def _token(args: argparse.Namespace) -> int:
+    from app.security import new_token, parse_scopes, token_line
+
+    try:
+        token = new_token()
+        line = token_line(token, args.name, parse_scopes(args.scopes))
+    except ValueError as error:
+        return _fail(str(error))
+    print("Token, shown only now (the caller sends 'Authorization: Bearer <token>'):")
+    print(token)
+    print(f"Line for the tokens file ({ENV_PREFIX}TOKENS_FILE), which holds only the hash:")
+    print(line)
     return 0
 
 
@@ -200,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--token", help="a gateway bearer token, when the gateway needs one")
     upload.add_argument("--quiet", action="store_true", help="no progress bar")
     upload.set_defaults(handler=_upload)
+
+    token = commands.add_parser("token", help="gateway tokens for service mode")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser(
+        "create", help="make a random token; print it once, and its line for the tokens file"
+    )
+    create.add_argument("--name", required=True, help="who the token is for (logs, metrics)")
+    create.add_argument(
+        "--scopes", default="read", help="comma-separated: read, write, admin (default: read)"
+    )
+    create.set_defaults(handler=_token)
 
     export = commands.add_parser("export", help="write openapi.json and schema.graphql")
     export.add_argument("--directory", default="openapi", help="where the contracts live")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.security import format_scopes, parse_scopes
 
 ENV_PREFIX = "MAAS_GATEWAY_"
 
@@ -108,6 +111,37 @@ class Settings(BaseSettings):
     graphql_max_depth: PositiveInt = Field(default=10, description="Deepest GraphQL document.")
     graphql_max_aliases: PositiveInt = Field(default=30, description="Aliases per document.")
     graphql_max_tokens: PositiveInt = Field(default=2000, description="Tokens per document.")
+    auth_mode: Literal["service", "passthrough"] = Field(
+        default="service",
+        description="service: callers present gateway tokens and the gateway signs with its key; "
+        "passthrough: callers present their own MAAS API key.",
+    )
+    tokens_file: str | None = Field(
+        default=None,
+        description="File of hashed gateway tokens (service mode), re-read when it changes.",
+    )
+    anonymous_scopes: str = Field(
+        default="",
+        description="Scopes callers without a credential get in service mode (e.g. read); "
+        "empty: none.",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated browser origins allowed to call (CORS and websockets).",
+    )
+    max_request_bytes: PositiveInt = Field(
+        default=1024 * 1024, description="Largest request body outside uploads, in bytes."
+    )
+    rate_limit_per_second: Annotated[float, Field(ge=0)] = Field(
+        default=100.0, description="Requests a second each principal may make (0 turns it off)."
+    )
+    rate_limit_burst: PositiveInt = Field(
+        default=200, description="Requests a principal may make at once above that rate."
+    )
+    graphql_introspection: bool = Field(
+        default=True, description="Allow introspection to every caller (else admin scope only)."
+    )
+    graphiql: bool = Field(default=True, description="Serve the GraphiQL page at GET /graphql.")
     host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
     port: Annotated[int, Field(ge=0, le=65535)] = Field(default=8000, description="Port.")
     log_level: str = Field(default="info", description="Log level (debug, info, warning, error).")
@@ -129,6 +163,29 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("anonymous_scopes")
+    @classmethod
+    def _check_anonymous_scopes(cls, value: str) -> str:
+        return format_scopes(parse_scopes(value))
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_cors_origins(cls, value: str) -> str:
+        return ",".join(_origin(part) for part in value.split(",") if part.strip())
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        if self.auth_mode == "passthrough" and (self.anonymous_scopes or self.tokens_file):
+            raise ValueError(
+                "auth_mode=passthrough takes each caller's MAAS key: tokens_file and "
+                "anonymous_scopes apply to auth_mode=service only"
+            )
+        return self
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(self.cors_origins.split(",")) if self.cors_origins else ()
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -136,3 +193,29 @@ class Settings(BaseSettings):
         if level not in {"debug", "info", "warning", "error", "critical"}:
             raise ValueError("must be one of debug, info, warning, error, critical")
         return level
+
+
+def _origin(value: str) -> str:
+    """An origin as browsers send it (scheme://host[:port], lower case), or `*`."""
+    value = value.strip()
+    if value == "*":
+        return value
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("an origin has an invalid port") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise ValueError("each origin must be scheme://host[:port] (no path), or *")
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")

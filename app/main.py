@@ -16,6 +16,7 @@ from app import __version__
 from app.cache import EntityCache
 from app.callers import CallerResolver
 from app.config import Settings
+from app.gate import protect
 from app.graphql.edge import ResponseCacheEdge
 from app.graphql.router import GatewayGraphQL
 from app.graphql.schema import build_schema
@@ -23,7 +24,7 @@ from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
 from app.rest import install_error_handlers
 from app.rest import router as rest_router
-from app.service import BootService, Caller, cache_policies
+from app.service import BootService, cache_policies
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -54,15 +55,25 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.maas_url is None or settings.maas_api_key is None:
-            raise RuntimeError("MAAS_GATEWAY_MAAS_URL and MAAS_GATEWAY_MAAS_API_KEY are required")
-        credentials = MaasCredentials.from_key(settings.maas_api_key.get_secret_value())
+        if settings.maas_url is None:
+            raise RuntimeError("MAAS_GATEWAY_MAAS_URL is required")
+        if settings.maas_api_key is None and settings.auth_mode == "service":
+            raise RuntimeError("MAAS_GATEWAY_MAAS_API_KEY is required in service mode")
+        # In passthrough mode the configured key (if any) signs only the gateway's own calls.
+        credentials = (
+            MaasCredentials.from_key(settings.maas_api_key.get_secret_value())
+            if settings.maas_api_key is not None
+            else None
+        )
         async with MaasClient.from_settings(
             settings, credentials, transport=maas_transport
         ) as maas:
-            resolver.default = Caller(principal=credentials.fingerprint, maas=maas)
+            resolver.start(maas)
             app.state.maas = maas
-            yield
+            try:
+                yield
+            finally:
+                resolver.stop()
 
     app = GatewayApp(
         title="maas-gateway",
@@ -72,7 +83,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.service = service
-    resolver = CallerResolver()
+    resolver = CallerResolver(settings)
     app.state.callers = resolver
     graphql = GatewayGraphQL(
         build_schema(
@@ -82,9 +93,13 @@ def create_app(
         ),
         service,
         resolver,
+        graphiql=settings.graphiql,
+        introspection=settings.graphql_introspection,
+        allowed_origins=settings.cors_origin_list,
     )
     app.router.routes.append(Route("/graphql", graphql, methods=["GET", "POST"]))
     app.edge = ResponseCacheEdge(app.handle, service=service, callers=resolver, path="/graphql")
+    app.edge = protect(app.edge, settings, resolver)
     app.router.routes.append(WebSocketRoute("/graphql", graphql))
     app.include_router(rest_router)
     install_error_handlers(app)

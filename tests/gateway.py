@@ -22,6 +22,12 @@ WRONG_KEY = "WrongConsumerKey00:WrongTokenKey00000:WrongSecret000000000000000000
 
 
 def gateway_settings(simulator_url: str, api_key: str, **overrides: Any) -> Settings:
+    """Settings for a test gateway. Unless a test configures authentication itself, callers
+    are anonymous with every scope and no rate limit, so suites about other things need no
+    credentials (tests/test_auth_*.py cover what production defaults refuse)."""
+    if overrides.get("auth_mode", "service") == "service" and "tokens_file" not in overrides:
+        overrides.setdefault("anonymous_scopes", "read,write,admin")
+    overrides.setdefault("rate_limit_per_second", 0)
     return Settings(maas_url=f"{simulator_url}/MAAS", maas_api_key=api_key, **overrides)
 
 

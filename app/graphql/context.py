@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
 from app import models
+from app.callers import Identity
 from app.errors import PayloadTooLarge
 from app.service import BootService, Caller
 
@@ -80,8 +81,31 @@ class Loaders:
 
 
 class GraphQLContext(BaseContext):
-    def __init__(self, service: BootService, caller: Caller) -> None:
+    """`identity` is None until the caller is known: an HTTP request without a valid
+    credential, or a websocket before its `connection_init` (app/graphql/authorization.py
+    refuses to execute anything then)."""
+
+    caller: Caller
+    loaders: Loaders
+
+    def __init__(
+        self,
+        service: BootService,
+        identity: Identity | None,
+        *,
+        introspection: bool = True,
+        throttle: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.service = service
-        self.caller = caller
-        self.loaders = Loaders(service, caller)
+        self.introspection = introspection
+        # Websocket operations are rate-limited one by one; HTTP requests at the gate.
+        self.throttle = throttle
+        self.identity: Identity | None = None
+        if identity is not None:
+            self.sign_in(identity)
+
+    def sign_in(self, identity: Identity) -> None:
+        self.identity = identity
+        self.caller = identity.caller
+        self.loaders = Loaders(self.service, identity.caller)

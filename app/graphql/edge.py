@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.callers import CallerResolver
+from app.security import Scope as Permission
 from app.service import BootService
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,16 @@ class ResponseCacheEdge:
             await self.app(scope, replay, send)
             return
         try:
-            caller = self.callers.resolve(HTTPConnection(scope))
+            identity = self.callers.identify(HTTPConnection(scope))
         except Exception:
             # Let the endpoint answer: it reports who may not call, and how.
             await self.app(scope, replay, send)
             return
+        if not identity.allows(Permission.READ):
+            # Stored answers are query results: only a reader may have one, even its own.
+            await self.app(scope, replay, send)
+            return
+        caller = identity.caller
         stored = self.service.cached_response(caller, target.key)
         if stored is not None:
             await _send_json(send, stored, b"HIT")

@@ -13,18 +13,47 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types import ExecutionResult
 
-from app.callers import CallerResolver
+from app.callers import CallerResolver, Identity
+from app.errors import GatewayError, RateLimited
 from app.graphql.context import GraphQLContext
-from app.graphql.graphiql import graphiql_page
+from app.graphql.graphiql import GRAPHIQL_HEADERS, graphiql_page
 from app.graphql.schema import code_errors
 from app.service import BootService
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
 
 
+class AuthenticatingWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
+    """Authenticates at connection_init and closes with graphql-transport-ws codes: 4401 for a
+    missing or wrong credential, 4429 over the rate limit (scopes are checked per operation)."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload") or {}
+        if not self.connection_init_received and isinstance(payload, dict):
+            view = self.view
+            assert isinstance(view, GatewayGraphQL)
+            try:
+                view.authenticate_websocket(self.context, payload)
+            except RateLimited:
+                self.connection_init_received = True
+                await self.websocket.close(code=4429, reason="Too many requests")
+                return
+            except GatewayError:
+                self.connection_init_received = True
+                await self.websocket.close(code=4401, reason="Unauthorized")
+                return
+        await super().handle_connection_init(message)
+
+
 class GatewayGraphQL(GraphQL[GraphQLContext, None]):
+    graphql_transport_ws_handler_class = AuthenticatingWSHandler
+
     def __init__(
         self,
         schema: BaseSchema,
@@ -32,6 +61,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         callers: CallerResolver,
         *,
         graphiql: bool = True,
+        introspection: bool = True,
         static_prefix: str = "/static",
         **options: Any,
     ) -> None:
@@ -44,6 +74,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         )
         self._service = service
         self._callers = callers
+        self._introspection = introspection
         self._page = graphiql_page(static_prefix) if graphiql else ""
 
     async def parse_http_body(self, request: Any) -> Any:
@@ -67,10 +98,44 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GraphQLContext:
-        return GraphQLContext(self._service, self._callers.resolve(request))
+        if isinstance(request, WebSocket):
+            # Known at connection_init (AuthenticatingWSHandler), whose payload may carry it.
+            context = GraphQLContext(self._service, None, introspection=self._introspection)
+        else:
+            try:
+                identity: Identity | None = self._callers.identify(request)
+            except GatewayError:
+                # The GraphiQL page needs no credential; an operation is refused later.
+                identity = None
+            context = GraphQLContext(self._service, identity, introspection=self._introspection)
+        context.request = request
+        if isinstance(response, Response):
+            # Authorize sets the status of a refused operation on it.
+            context.response = response
+        return context
+
+    def authenticate_websocket(self, context: GraphQLContext, payload: dict[str, Any]) -> None:
+        """Sign the connection in from its connection_init payload's `Authorization` (browsers
+        cannot set handshake headers), else the handshake's; raises a GatewayError."""
+        websocket = context.request
+        assert isinstance(websocket, WebSocket)
+        credential = payload.get("Authorization", payload.get("authorization"))
+        if credential is None:
+            credential = websocket.headers.get("authorization")
+        if credential is not None and not isinstance(credential, str):
+            credential = "-"  # not a credential at all: refused like a wrong one
+        identity = self._callers.authenticate(credential)
+        client = websocket.client.host if websocket.client else None
+        self._callers.throttle(identity, client)
+
+        def throttle() -> None:
+            self._callers.throttle(identity, client)
+
+        context.throttle = throttle
+        context.sign_in(identity)
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        return HTMLResponse(self._page)
+        return HTMLResponse(self._page, headers=GRAPHIQL_HEADERS)
 
     def encode_json(self, data: object) -> str:
         # Websocket messages must be text frames: graphql-ws clients reject binary ones.

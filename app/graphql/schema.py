@@ -41,9 +41,11 @@ from strawberry.types.field import StrawberryField
 
 from app import models
 from app.cache import CacheOutcome
-from app.errors import Conflict, GatewayError, NotFound, ValidationFailed
+from app.errors import Conflict, GatewayError, NotFound, Unauthenticated, ValidationFailed
 from app.graphql import types
+from app.graphql.authorization import Authorize
 from app.graphql.context import GraphQLContext
+from app.security import unauthenticated_message
 from app.service import ReadLog, track_reads
 
 log = logging.getLogger(__name__)
@@ -401,7 +403,9 @@ def code_errors(result: Any) -> None:
 
 def _coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
-    if isinstance(original, GatewayError):
+    if isinstance(original, Unauthenticated):
+        message, extensions = unauthenticated_message(original), {"code": original.code}
+    elif isinstance(original, GatewayError):
         # graphql-core already copied the code from the error's `extensions`.
         message, extensions = original.message, original.extensions
     elif original is None:
@@ -446,6 +450,7 @@ def build_schema(
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         GatewayErrors,
+        Authorize,
     ]
     schema = strawberry.Schema(
         config=StrawberryConfig(scalar_map=types.SCALARS),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import Request
 
+from app.callers import Identity
 from app.config import Settings
+from app.security import Scope
 from app.service import BootService, Caller
 
 
@@ -16,9 +19,24 @@ def get_service(request: Request) -> BootService:
     return service
 
 
-def get_caller(request: Request) -> Caller:
-    caller: Caller = request.app.state.callers.resolve(request)
-    return caller
+# Documents the credential in OpenAPI; the gate (app/gate.py) has already checked it.
+bearer = HTTPBearer(
+    scheme_name="bearer",
+    description="A gateway token (service mode) or the caller's own MAAS API key "
+    "`consumer_key:token_key:token_secret` (passthrough mode).",
+    auto_error=False,
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_caller(
+    request: Request,
+    _credential: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> Caller:
+    """The caller, if its scopes allow the request: reads need `read`, changes `write`."""
+    identity: Identity = request.app.state.callers.identify(request)
+    identity.require(Scope.READ if request.method in SAFE_METHODS else Scope.WRITE)
+    return identity.caller
 
 
 def get_settings(request: Request) -> Settings:

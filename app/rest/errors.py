@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 
-from app.errors import ALL_ERRORS, GatewayError, ValidationFailed
+from app.errors import ALL_ERRORS, GatewayError, Unauthenticated, ValidationFailed
+from app.security import WWW_AUTHENTICATE, unauthenticated_message
 
 # Codes for statuses the framework itself produces; the rest come from app.errors.
 _HTTP_CODES: dict[int, str] = {error.status: error.code for error in ALL_ERRORS}
@@ -47,8 +48,9 @@ class ErrorEnvelope(BaseModel):
 
 _DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request or MAAS rejected the input (code VALIDATION, `details.fields`).",
-    401: "MAAS did not accept the gateway's credential.",
-    403: "The credential may not do this in MAAS.",
+    401: "Missing or invalid credentials (a gateway token, or a MAAS API key in passthrough "
+    "mode), or MAAS did not accept the key.",
+    403: "The credential lacks the scope for this, or MAAS does not allow it.",
     404: "No such object (or route).",
     409: "MAAS reported a conflicting concurrent change; retry after `Retry-After`.",
     413: "The request asks for too much work or too large an upload.",
@@ -84,6 +86,9 @@ def envelope(
 
 
 def gateway_error_response(error: GatewayError) -> Response:
+    if isinstance(error, Unauthenticated):
+        challenge = {"WWW-Authenticate": WWW_AUTHENTICATE}
+        return envelope(error.status, error.code, unauthenticated_message(error), headers=challenge)
     headers = None
     if error.retry_after is not None and error.status in _RETRY_AFTER_STATUSES:
         headers = {"Retry-After": str(max(0, math.ceil(error.retry_after)))}

@@ -286,6 +286,8 @@ def test_config_schema_types_and_limits_match_the_setting(name: str) -> None:
         assert types == {"integer", "null"}
     elif field.annotation is float:
         assert types == {"number", "null"}
+    elif field.annotation is bool:
+        assert types == {"boolean", "null"}
     else:
         assert "string" in types
     limits: dict[str, object] = {"exclusiveMinimum": None, "minimum": None, "maximum": None}

@@ -1,0 +1,209 @@
+"""The ASGI layer in front of both faces: CORS, body limits, authentication and rate limits."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.callers import CallerResolver
+from app.config import Settings
+from app.errors import GatewayError, PayloadTooLarge, RateLimited, Unauthenticated
+from app.rest.errors import gateway_error_response
+from app.rest.uploads import SHA256_HEADER
+from app.security import WWW_AUTHENTICATE
+
+API_PREFIX = "/api/v1"
+GRAPHQL_PATH = "/graphql"
+# The REST route whose body is an image (app/rest/boot_resources.py upload_boot_resource).
+UPLOAD_ROUTES = frozenset({("POST", f"{API_PREFIX}/boot-resources")})
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Apollo-Require-Preflight",
+    "X-Apollo-Operation-Name",
+    "GraphQL-Preflight",
+    "X-Request-ID",
+    SHA256_HEADER,
+]
+CORS_EXPOSED = ["Retry-After", "X-Cache", "Location", "X-Request-ID", "Cache-Control"]
+
+
+def protect(app: ASGIApp, settings: Settings, callers: CallerResolver) -> ASGIApp:
+    """Wrap the gateway's HTTP entry point: CORS outermost, so that even the gate's own
+    rejections and the response cache's stored answers carry the CORS headers."""
+    gated: ASGIApp = RequestGate(
+        app,
+        callers,
+        max_request_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    if settings.cors_origin_list:
+        gated = CORSMiddleware(
+            gated,
+            allow_origins=list(settings.cors_origin_list),
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+            expose_headers=CORS_EXPOSED,
+            # Credentials are bearer headers, never cookies: nothing ambient to allow.
+            allow_credentials=False,
+            max_age=600,
+        )
+    return gated
+
+
+class RequestGate:
+    """Rejects before any work is done: bodies over the limit (413), missing or wrong
+    credentials (401) and callers over their rate (429), for /graphql and /api/v1.
+
+    The GraphiQL page (GET /graphql without a query), the API docs, static files and
+    health or metrics endpoints need no credential.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        callers: CallerResolver,
+        *,
+        max_request_bytes: int,
+        max_upload_bytes: int,
+    ) -> None:
+        self.app = app
+        self.callers = callers
+        self.max_request_bytes = max_request_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        graphql = path == GRAPHQL_PATH
+        limit = self._limit(scope, method, path, graphql)
+        length = _content_length(scope)
+        if length is not None and length > limit:
+            await _reject(scope, send, _too_large(limit), graphql)
+            return
+        if (graphql or path == API_PREFIX or path.startswith(API_PREFIX + "/")) and not (
+            method == "OPTIONS" or (graphql and method == "GET" and not _has_query(scope))
+        ):
+            try:
+                identity = self.callers.identify(HTTPConnection(scope))
+                client = scope.get("client")
+                self.callers.throttle(identity, client[0] if client else None)
+            except (Unauthenticated, RateLimited) as error:
+                await _reject(scope, send, error, graphql)
+                return
+        if length is not None:
+            # The server stops a body at its declared length; nothing more to count.
+            await self.app(scope, receive, send)
+            return
+        await self._counted(scope, receive, send, limit, graphql)
+
+    def _limit(self, scope: Scope, method: str, path: str, graphql: bool) -> int:
+        if (method, path) in UPLOAD_ROUTES:
+            return self.max_upload_bytes
+        if graphql and method == "POST" and _is_multipart(scope):
+            # An upload plus its operations and map fields.
+            return self.max_upload_bytes + self.max_request_bytes
+        return self.max_request_bytes
+
+    async def _counted(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, graphql: bool
+    ) -> None:
+        """Pass a body of unknown length (chunked) through, stopping it past `limit`."""
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # A GatewayError, so a REST route that is reading answers 413 itself.
+                    raise _too_large(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except PayloadTooLarge:
+            if started or received <= limit:
+                raise
+            await _reject(scope, send, _too_large(limit), graphql)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is larger than {limit} bytes", details={"limit": limit}
+    )
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            found: bytes = value
+            return found
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    raw = _header(scope, b"content-length")
+    if raw is None or not raw.strip().isdigit():
+        return None
+    return int(raw)
+
+
+def _is_multipart(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type") or b""
+    return content_type.split(b";", 1)[0].strip().lower() == b"multipart/form-data"
+
+
+def _has_query(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return query.startswith(b"query=") or b"&query=" in query
+
+
+async def _reject(scope: Scope, send: Send, error: GatewayError, graphql: bool) -> None:
+    """Answer with the face's own error shape: GraphQL `errors`, or the REST envelope."""
+    headers: dict[str, str] = {}
+    if isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    if graphql:
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        body: dict[str, Any] = {
+            "data": None,
+            "errors": [{"message": error.message, "extensions": error.extensions}],
+        }
+        await _send(send, error.status, orjson.dumps(body), headers)
+        return
+    response = gateway_error_response(error)
+    response.headers.update(headers)
+    await response(scope, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def _send(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
