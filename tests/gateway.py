@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -13,6 +14,7 @@ from app.config import Settings
 from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
 from app.main import create_app
+from app.security import new_token, parse_scopes, token_line
 from app.serving import BackgroundServer
 
 T = TypeVar("T")
@@ -29,6 +31,18 @@ def gateway_settings(simulator_url: str, api_key: str, **overrides: Any) -> Sett
         overrides.setdefault("anonymous_scopes", "read,write,admin")
     overrides.setdefault("rate_limit_per_second", 0)
     return Settings(maas_url=f"{simulator_url}/MAAS", maas_api_key=api_key, **overrides)
+
+
+def write_tokens(path: Path, **scopes: str) -> dict[str, str]:
+    """A tokens file granting each name its scopes (`read,write`); the plain tokens by name."""
+    tokens = {name: new_token() for name in scopes}
+    lines = [token_line(tokens[name], name, parse_scopes(s)) for name, s in scopes.items()]
+    path.write_text("# gateway tokens\n" + "\n".join(lines) + "\n")
+    return tokens
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
 
 
 @contextmanager
