@@ -20,6 +20,26 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, telling the app when it stops accepting connections.
+
+    uvicorn closes the listening sockets, then every connection: open websockets get a bare
+    close (1012). An app with an async `drain()` gets to run it in between, so it can end its
+    subscriptions with a `complete` first; in-flight requests still finish within
+    `timeout_graceful_shutdown`.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        drain = getattr(self.config.app, "drain", None)
+        if drain is not None:
+            await drain()
+        await super().shutdown(sockets)
+
+
 class BackgroundServer:
     """A uvicorn server on its own thread and event loop; `url` is set once it listens."""
 
@@ -39,7 +59,7 @@ class BackgroundServer:
         self._config = uvicorn.Config(
             app, host=host, port=self.port, log_level=log_level, **options
         )
-        self._server = uvicorn.Server(self._config)
+        self._server = GatewayServer(self._config)
         # The host process owns signals; a background server must not take them over.
         self._server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         self._thread = threading.Thread(
