@@ -145,6 +145,31 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
     port: Annotated[int, Field(ge=0, le=65535)] = Field(default=8000, description="Port.")
     log_level: str = Field(default="info", description="Log level (debug, info, warning, error).")
+    log_format: str = Field(
+        default="json", description="Log lines as JSON objects (json) or plain text (text)."
+    )
+    shutdown_timeout: PositiveInt = Field(
+        default=20,
+        description="Seconds in-flight requests get to finish after SIGTERM before they are "
+        "cancelled; keep it below the pod's termination grace period minus its preStop sleep.",
+    )
+    readiness_window: PositiveFloat = Field(
+        default=60.0,
+        description="Seconds since MAAS last answered within which /readyz reports ready "
+        "(afterwards only while the cache can still serve).",
+    )
+    readiness_probe_interval: PositiveFloat = Field(
+        default=10.0,
+        description="Seconds between MAAS version checks while no request has reached MAAS.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector URL (e.g. http://otel-collector:4318); setting it turns "
+        "tracing on (needs the otel extra).",
+    )
+    otel_service_name: str = Field(
+        default="maas-gateway", description="service.name of the gateway's spans."
+    )
 
     @field_validator("maas_api_key")
     @classmethod
@@ -193,6 +218,24 @@ class Settings(BaseSettings):
         if level not in {"debug", "info", "warning", "error", "critical"}:
             raise ValueError("must be one of debug, info, warning, error, critical")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        log_format = value.lower()
+        if log_format not in {"json", "text"}:
+            raise ValueError("must be json or text")
+        return log_format
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
 
 def _origin(value: str) -> str:
