@@ -34,12 +34,20 @@ def load_settings(**overrides: Any) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.logs import configure_logging
     from app.main import create_app
+    from app.serving import GatewayServer
+    from app.tracing import TracingUnavailable, check_tracing
 
     try:
         settings = load_settings(host=args.host, port=args.port)
     except ValidationError as error:
         return _fail(describe_settings_error(error))
+    try:
+        check_tracing(settings)
+    except TracingUnavailable as error:
+        return _fail(str(error))
+    configure_logging(settings.log_level, settings.log_format)
 
     simulator = None
     if settings.maas_url is None:
@@ -64,18 +72,26 @@ def _serve(args: argparse.Namespace) -> int:
 
     base = f"http://{settings.host}:{settings.port}"
     print(f"Gateway: {base}/  GraphiQL: {base}/graphql  REST: {base}/api/v1/")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # Logging is ours (app.logs), and so is the access line, with more in it.
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+    )
+    server = GatewayServer(config)
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            workers=1,
-        )
+        server.run()
+    except KeyboardInterrupt:
+        pass
     finally:
         if simulator is not None:
             simulator.stop()
-    return 0
+    # uvicorn's exit status when the app failed to start (its lifespan raised).
+    return 0 if server.started else 3
 
 
 def _demo_access(settings: Settings, user_key: str) -> Settings:

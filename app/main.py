@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 from starlette.routing import Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,7 +25,9 @@ from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
 from app.rest import install_error_handlers
 from app.rest import router as rest_router
+from app.rest.health import router as health_router
 from app.service import BootService, cache_policies
+from app.telemetry import Observability
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -34,24 +37,41 @@ class GatewayApp(FastAPI):
     FastAPI's own per-request work too (DESIGN.md, "Performance model")."""
 
     edge: ASGIApp | None = None
+    telemetry: ASGIApp | None = None
+    observability: Observability | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.telemetry is not None:
+            await self.telemetry(scope, receive, send)
+        else:
+            await self.serve(scope, receive, send)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.edge is not None and scope["type"] == "http":
             await self.edge(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    async def drain(self) -> None:
+        """Called by the server once it stops accepting connections (app.serving)."""
+        if self.observability is not None:
+            await self.observability.drain()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
 
 
 def create_app(
-    settings: Settings | None = None, *, maas_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings | None = None,
+    *,
+    maas_transport: httpx.AsyncBaseTransport | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> GatewayApp:
     """Build the whole gateway; nothing is created at import time (DESIGN.md, "Layers")."""
     settings = settings or Settings()
     cache = EntityCache(cache_policies(settings), maxsize=settings.cache_max_entries)
     service = BootService(cache, settings)
+    observability = Observability(settings, service, tracer_provider)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,9 +85,15 @@ def create_app(
             if settings.maas_api_key is not None
             else None
         )
-        async with MaasClient.from_settings(
-            settings, credentials, transport=maas_transport
-        ) as maas:
+        async with (
+            MaasClient.from_settings(
+                settings,
+                credentials,
+                transport=maas_transport,
+                observer=observability.upstream_observer(),
+            ) as maas,
+            observability.running(maas),
+        ):
             resolver.start(maas)
             app.state.maas = maas
             try:
@@ -83,6 +109,10 @@ def create_app(
     )
     app.state.settings = settings
     app.state.service = service
+    app.state.health = observability.health
+    app.state.metrics = observability.metrics
+    app.observability = observability
+    app.telemetry = observability.middleware(app.serve)
     resolver = CallerResolver(settings)
     app.state.callers = resolver
     graphql = GatewayGraphQL(
@@ -90,6 +120,7 @@ def create_app(
             max_depth=settings.graphql_max_depth,
             max_aliases=settings.graphql_max_aliases,
             max_tokens=settings.graphql_max_tokens,
+            tracer=observability.tracer,
         ),
         service,
         resolver,
@@ -101,6 +132,7 @@ def create_app(
     app.edge = ResponseCacheEdge(app.handle, service=service, callers=resolver, path="/graphql")
     app.edge = protect(app.edge, settings, resolver)
     app.router.routes.append(WebSocketRoute("/graphql", graphql))
+    app.include_router(health_router)
     app.include_router(rest_router)
     install_error_handlers(app)
     if STATIC_DIR.is_dir():

@@ -1,9 +1,42 @@
-"""Request-scoped observability state shared by every layer (the request id sent upstream)."""
+"""Request-scoped observability state shared by every layer: the request id sent upstream and
+the record of what one request did, filled in along the way for its metrics and log line."""
 
 from __future__ import annotations
 
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One HTTP request as its log line and metrics describe it; the layers it crosses fill in
+    what only they know (the operation, the principal, upstream calls, the cache outcome)."""
+
+    request_id: str
+    operation: str | None = None
+    principal: str | None = None
+    cache: str | None = None
+    upstream_calls: int = 0
+    errors: tuple[str, ...] = ()
+    """GraphQL error codes of the response."""
+
+
+current_request: ContextVar[RequestRecord | None] = ContextVar("current_request", default=None)
+
+
+def note_operation(operation: str) -> None:
+    """Record the operation the current request performed, as metrics and logs label it."""
+    record = current_request.get()
+    if record is not None:
+        record.operation = operation
+
+
+def note_cache(outcome: str) -> None:
+    """Record where the current request's data came from (HIT, MISS, STALE, COALESCED)."""
+    record = current_request.get()
+    if record is not None:
+        record.cache = outcome

@@ -15,6 +15,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.callers import CallerResolver
+from app.graphql.telemetry import operation_label
+from app.observability import note_operation
 from app.security import Scope as Permission
 from app.service import BootService
 
@@ -84,6 +86,7 @@ class ResponseCacheEdge:
         caller = identity.caller
         stored = self.service.cached_response(caller, target.key)
         if stored is not None:
+            note_operation(target.operation)
             await _send_json(send, stored, b"HIT")
             return
         if not target.query:
@@ -119,6 +122,7 @@ class ResponseCacheEdge:
             target = _Target(
                 key=self.service.response_key(document, variables, operation),
                 query=is_query(document, operation),
+                operation=operation_label(document, operation),
             )
         if len(raw) <= MAX_REMEMBERED_REQUEST:
             if len(self._known) >= MAX_REMEMBERED:
@@ -136,6 +140,8 @@ MAX_REMEMBERED_REQUEST = 8 * 1024
 class _Target:
     key: tuple[str, str]
     query: bool
+    operation: str
+    """The label metrics and logs give a stored answer (stored only after it validated)."""
 
 
 class _Captured:

@@ -23,6 +23,7 @@ from graphql import (
     GraphQLObjectType,
     InlineFragmentNode,
 )
+from opentelemetry.trace import Tracer
 from starlette.datastructures import UploadFile
 from strawberry.extensions import (
     AddValidationRules,
@@ -45,6 +46,8 @@ from app.errors import Conflict, GatewayError, NotFound, Unauthenticated, Valida
 from app.graphql import types
 from app.graphql.authorization import Authorize
 from app.graphql.context import GraphQLContext
+from app.graphql.telemetry import OperationTelemetry, resolver_spans
+from app.observability import note_cache
 from app.security import unauthenticated_message
 from app.service import ReadLog, track_reads
 
@@ -385,6 +388,8 @@ class GatewayErrors(SchemaExtension):
             self.reads = reads
             yield
         code_errors(self.execution_context.result)
+        if reads.outcome is not None:
+            note_cache(reads.outcome.value)
 
     def get_results(self) -> dict[str, Any]:
         # Only a stale answer is flagged: fresh ones stay byte-identical, so they can be stored.
@@ -433,6 +438,7 @@ def build_schema(
     max_aliases: int = 30,
     max_tokens: int = 2000,
     introspection: bool = True,
+    tracer: Tracer | None = None,
 ) -> strawberry.Schema:
     """Build the schema once per app; limiter rules are built once so validation caches hit
     (strawberry issue #4635: per-request rule classes make ValidationCache miss every time)."""
@@ -449,9 +455,13 @@ def build_schema(
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
+        # Before GatewayErrors: it exits after it, so it sees the error codes.
+        OperationTelemetry,
         GatewayErrors,
         Authorize,
     ]
+    if tracer is not None:
+        extensions.append(resolver_spans(tracer))
     schema = strawberry.Schema(
         config=StrawberryConfig(scalar_map=types.SCALARS),
         query=Query,

@@ -1,0 +1,98 @@
+"""Log output for `maas-gateway serve`: JSON lines (orjson) or plain text, one record a line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+import orjson
+
+from app.observability import request_id
+
+ACCESS_LOGGER = "app.access"
+"""One line per HTTP request: request id, principal, operation, status, duration, upstream
+calls and cache outcome (see app.telemetry)."""
+
+
+class _Timestamps:
+    """ISO 8601 UTC with milliseconds; the seconds part is formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, the record's `fields` and the
+    current request id. Only `fields` are added, never arbitrary record attributes, so nothing
+    reaches the log that was not put there for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timestamp = _Timestamps()
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self._timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        elif (current := request_id.get()) is not None:
+            entry["request_id"] = current
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger: message key=value ...` for people reading a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", None)
+        if fields:
+            line += "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
+        elif (current := request_id.get()) is not None:
+            line += f" request_id={current}"
+        return line
+
+
+def configure_logging(level: str, log_format: str, stream: TextIO | None = None) -> None:
+    """Send every logger's records (uvicorn's too) to one handler on stderr."""
+    # Nothing here reads thread or process names; not gathering them saves time per record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # uvicorn's own configuration (when another caller applied it) stops its loggers at
+    # "uvicorn" with a handler of their own; here they all reach the one handler.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # httpx logs every upstream request at info; the access line already counts them and the
+    # upstream metrics time them, so they are shown at debug only.
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    logging.getLogger("httpx").setLevel(quiet)

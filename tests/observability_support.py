@@ -1,0 +1,84 @@
+"""Helpers for the health, metrics, logs and shutdown tests: scraping /metrics, capturing logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.logs import ACCESS_LOGGER, JsonFormatter
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> Samples:
+    """Every sample /metrics exposes, keyed by (sample name, labels)."""
+    response = httpx.get(f"{url}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 when the series does not exist (yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def label_values(samples: Samples, name: str, label: str) -> set[str]:
+    return {dict(labels)[label] for (sample, labels), _ in samples.items() if sample == name}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message or "condition not met in time"
+        time.sleep(0.02)
+
+
+class CapturedLog:
+    """JSON lines written through the gateway's own formatter, parsed back."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self._stream.getvalue().splitlines() if line]
+
+    def access(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["logger"] == ACCESS_LOGGER]
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+
+@contextmanager
+def captured_log(level: int = logging.DEBUG) -> Iterator[CapturedLog]:
+    """Every record of the app's loggers, as the JSON formatter renders it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    access = logging.getLogger(ACCESS_LOGGER)
+    old_root, old_access = root.level, access.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    access.setLevel(level)
+    try:
+        yield CapturedLog(stream)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_root)
+        access.setLevel(old_access)
