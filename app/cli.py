@@ -165,16 +165,23 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from app import contracts
+    from app.docs import CONFIGURATION_DOC
 
     directory = Path(args.directory)
+    docs = Path(args.docs_directory)
     if args.check:
-        problems = contracts.check(directory)
+        problems = contracts.check(directory, docs)
         for problem in problems:
             print(f"maas-gateway: {problem}", file=sys.stderr)
         return 1 if problems else 0
-    for change in contracts.write(directory):
+    for change in contracts.write(directory, docs):
         print(f"maas-gateway: breaking GraphQL change: {change}", file=sys.stderr)
-    print(f"wrote {directory / contracts.OPENAPI_FILE} and {directory / contracts.SDL_FILE}")
+    written = [
+        directory / contracts.OPENAPI_FILE,
+        directory / contracts.SDL_FILE,
+        docs / CONFIGURATION_DOC,
+    ]
+    print(f"wrote {', '.join(str(path) for path in written)}")
     return 0
 
 
@@ -263,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.set_defaults(handler=_token)
 
-    export = commands.add_parser("export", help="write openapi.json and schema.graphql")
+    export = commands.add_parser(
+        "export", help="write openapi.json, schema.graphql and the configuration reference"
+    )
     export.add_argument("--directory", default="openapi", help="where the contracts live")
+    export.add_argument("--docs-directory", default="docs", help="where configuration.md lives")
     export.add_argument(
         "--check", action="store_true", help="fail when the files differ from the app"
     )

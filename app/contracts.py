@@ -1,4 +1,5 @@
-"""The committed contracts: OpenAPI (REST) and SDL (GraphQL) rendered from the app, and checked."""
+"""The committed contracts: OpenAPI (REST) and SDL (GraphQL) rendered from the app, and the
+configuration reference rendered from the settings; all checked for drift."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from graphql import BreakingChange, find_breaking_changes
 from graphql import build_schema as parse_sdl
 
 from app.config import Settings
+from app.docs import CONFIGURATION_DOC, render_configuration
 
 OPENAPI_FILE = "openapi.json"
 SDL_FILE = "schema.graphql"
@@ -32,9 +34,13 @@ def render() -> Contracts:
     return Contracts(openapi=openapi, sdl=sdl)
 
 
-def write(directory: Path) -> list[str]:
-    """Write both contracts; return the breaking GraphQL changes against the file replaced."""
+def write(directory: Path, docs_directory: Path | None = None) -> list[str]:
+    """Write both contracts (and the configuration reference into `docs_directory`); return
+    the breaking GraphQL changes against the file replaced."""
     contracts = render()
+    if docs_directory is not None:
+        docs_directory.mkdir(parents=True, exist_ok=True)
+        (docs_directory / CONFIGURATION_DOC).write_text(render_configuration(), encoding="utf-8")
     directory.mkdir(parents=True, exist_ok=True)
     sdl_path = directory / SDL_FILE
     changes = []
@@ -46,12 +52,14 @@ def write(directory: Path) -> list[str]:
     return changes
 
 
-def check(directory: Path) -> list[str]:
+def check(directory: Path, docs_directory: Path | None = None) -> list[str]:
     """Problems with the committed contracts: drift from the app, and breaking GraphQL changes."""
     contracts = render()
     problems = []
-    for name, text in ((OPENAPI_FILE, contracts.openapi), (SDL_FILE, contracts.sdl)):
-        path = directory / name
+    files = [(directory / OPENAPI_FILE, contracts.openapi), (directory / SDL_FILE, contracts.sdl)]
+    if docs_directory is not None:
+        files.append((docs_directory / CONFIGURATION_DOC, render_configuration()))
+    for path, text in files:
         if not path.exists():
             problems.append(f"{path} is missing: run `maas-gateway export`")
         elif path.read_text(encoding="utf-8") != text:

@@ -180,7 +180,7 @@ def test_export_reports_a_breaking_graphql_change(tmp_path: Path) -> None:
         "type Query { bootResources: [Int!]! removedField: String }\n"
     )
     result = subprocess.run(
-        [*CLI, "export", "--directory", str(tmp_path)],
+        [*CLI, "export", "--directory", str(tmp_path), "--docs-directory", str(tmp_path)],
         cwd=REPO,
         env=clean_env(),
         capture_output=True,
@@ -190,7 +190,15 @@ def test_export_reports_a_breaking_graphql_change(tmp_path: Path) -> None:
     assert "breaking GraphQL change: Field Query.removedField was removed." in result.stderr
     assert (tmp_path / "openapi.json").exists()
     check = subprocess.run(
-        [*CLI, "export", "--directory", str(tmp_path), "--check"],
+        [
+            *CLI,
+            "export",
+            "--directory",
+            str(tmp_path),
+            "--docs-directory",
+            str(tmp_path),
+            "--check",
+        ],
         cwd=REPO,
         env=clean_env(),
         capture_output=True,
