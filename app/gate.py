@@ -117,22 +117,29 @@ class RequestGate:
     async def _counted(
         self, scope: Scope, receive: Receive, send: Send, limit: int, graphql: bool
     ) -> None:
-        """Pass a body of unknown length (chunked) through, stopping it past `limit`."""
+        """Pass a body of unknown length (chunked) through, stopping it past `limit`: the gate
+        answers 413 at once and drops whatever the app answers to the error it then reads."""
         received = 0
         started = False
+        answered = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, answered
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    # A GatewayError, so a REST route that is reading answers 413 itself.
-                    raise _too_large(limit)
+                    error = _too_large(limit)
+                    if not started and not answered:
+                        answered = True
+                        await _reject(scope, send, error, graphql)
+                    raise error
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if answered:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -140,9 +147,8 @@ class RequestGate:
         try:
             await self.app(scope, counting_receive, tracking_send)
         except PayloadTooLarge:
-            if started or received <= limit:
+            if not answered:
                 raise
-            await _reject(scope, send, _too_large(limit), graphql)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

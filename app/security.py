@@ -35,6 +35,23 @@ TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
+# graphql-core: "Variable '$input' has invalid value at .keyringData: <reason quoting it>".
+_VARIABLE_ERROR = re.compile(r"(Variable '\$\w+' has invalid value(?: at [^:]*)?): (.*)\Z", re.S)
+_FOUND = re.compile(r",? found: .*\Z", re.S)
+
+
+def without_input_values(message: str) -> str:
+    """A GraphQL input error's message without the value it quotes: a keyring, a key or a
+    token sent in the wrong place must not come back in an error or go to the logs."""
+    match = _VARIABLE_ERROR.match(message)
+    prefix, reason = (match.group(1) + ": ", match.group(2)) if match else ("", message)
+    reason = _FOUND.sub(".", reason)
+    if " cannot represent " in reason:
+        # "String cannot represent a non string value: ['…']"
+        reason = reason.split(": ", 1)[0]
+    return prefix + reason
+
+
 class Scope(enum.StrEnum):
     """What a caller may do: `read` queries, `write` changes MAAS, `admin` implies both and
     may introspect the schema when introspection is switched off for everyone else."""

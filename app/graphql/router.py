@@ -18,6 +18,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
 
 from app.callers import CallerResolver, Identity
 from app.errors import GatewayError, RateLimited
@@ -76,6 +77,14 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         self._callers = callers
         self._introspection = introspection
         self._page = graphiql_page(static_prefix) if graphiql else ""
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        finally:
+            if isinstance(request, Request):
+                # Multipart parts no variable refers to are spooled files nobody else closes.
+                await request.close()
 
     async def parse_http_body(self, request: Any) -> Any:
         # Browsers send multipart forms cross-site without a preflight; requiring a header a

@@ -37,7 +37,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 from strawberry.types.field import StrawberryField
 
 from app import models
@@ -48,7 +48,7 @@ from app.graphql.authorization import Authorize
 from app.graphql.context import GraphQLContext
 from app.graphql.telemetry import OperationTelemetry, resolver_spans
 from app.observability import note_cache
-from app.security import unauthenticated_message
+from app.security import unauthenticated_message, without_input_values
 from app.service import ReadLog, track_reads
 
 log = logging.getLogger(__name__)
@@ -414,11 +414,12 @@ def _coded(error: GraphQLError) -> GraphQLError:
         # graphql-core already copied the code from the error's `extensions`.
         message, extensions = original.message, original.extensions
     elif original is None:
-        message = error.message
+        message = without_input_values(error.message)
         extensions = {"code": "GRAPHQL_VALIDATION", **(error.extensions or {})}
-    elif isinstance(original, ValueError | TypeError) and error.path is None:
-        # Variable coercion problems (e.g. a Long out of range) are the caller's input.
-        message, extensions = error.message, {"code": "BAD_USER_INPUT"}
+    elif isinstance(original, ValueError | TypeError | GraphQLError) and error.path is None:
+        # Variable coercion problems (a Long out of range, a list for a String) are the
+        # caller's input; the value itself is not repeated (it may be a keyring or a key).
+        message, extensions = without_input_values(error.message), {"code": "BAD_USER_INPUT"}
     else:
         log.error("unexpected error in a resolver", exc_info=original)
         message, extensions = "Internal error.", {"code": "INTERNAL"}
@@ -430,6 +431,15 @@ def _coded(error: GraphQLError) -> GraphQLError:
         path=error.path,
         extensions=extensions,
     )
+
+
+class GatewaySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # strawberry would log every error with the request's text around it, which may hold
+        # a keyring or a key; GatewayErrors codes them all and logs the unexpected ones.
+        return
 
 
 def build_schema(
@@ -462,7 +472,7 @@ def build_schema(
     ]
     if tracer is not None:
         extensions.append(resolver_spans(tracer))
-    schema = strawberry.Schema(
+    schema = GatewaySchema(
         config=StrawberryConfig(scalar_map=types.SCALARS),
         query=Query,
         mutation=Mutation,
