@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.callers import CallerResolver
@@ -84,9 +83,25 @@ class RequestGate:
             return
         path: str = scope["path"]
         method: str = scope["method"]
+        # One pass over the headers: this runs before every response-cache hit.
+        length: int | None = None
+        multipart = False
+        authorization: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif name == b"content-type":
+                multipart = value[:19].lower() == b"multipart/form-data"
+            elif name == b"authorization":
+                authorization = value
         graphql = path == GRAPHQL_PATH
-        limit = self._limit(scope, method, path, graphql)
-        length = _content_length(scope)
+        if (method, path) in UPLOAD_ROUTES:
+            limit = self.max_upload_bytes
+        elif graphql and multipart:
+            # An upload plus its operations and map fields.
+            limit = self.max_upload_bytes + self.max_request_bytes
+        else:
+            limit = self.max_request_bytes
         if length is not None and length > limit:
             await _reject(scope, send, _too_large(limit), graphql)
             return
@@ -94,9 +109,10 @@ class RequestGate:
             method == "OPTIONS" or (graphql and method == "GET" and not _has_query(scope))
         ):
             try:
-                identity = self.callers.identify(HTTPConnection(scope))
-                client = scope.get("client")
-                self.callers.throttle(identity, client[0] if client else None)
+                identity = self.callers.identify_scope(scope, authorization)
+                if self.callers.limiter is not None:
+                    client = scope.get("client")
+                    self.callers.throttle(identity, client[0] if client else None)
             except (Unauthenticated, RateLimited) as error:
                 await _reject(scope, send, error, graphql)
                 return
@@ -105,14 +121,6 @@ class RequestGate:
             await self.app(scope, receive, send)
             return
         await self._counted(scope, receive, send, limit, graphql)
-
-    def _limit(self, scope: Scope, method: str, path: str, graphql: bool) -> int:
-        if (method, path) in UPLOAD_ROUTES:
-            return self.max_upload_bytes
-        if graphql and method == "POST" and _is_multipart(scope):
-            # An upload plus its operations and map fields.
-            return self.max_upload_bytes + self.max_request_bytes
-        return self.max_request_bytes
 
     async def _counted(
         self, scope: Scope, receive: Receive, send: Send, limit: int, graphql: bool
@@ -155,26 +163,6 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"the request body is larger than {limit} bytes", details={"limit": limit}
     )
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            found: bytes = value
-            return found
-    return None
-
-
-def _content_length(scope: Scope) -> int | None:
-    raw = _header(scope, b"content-length")
-    if raw is None or not raw.strip().isdigit():
-        return None
-    return int(raw)
-
-
-def _is_multipart(scope: Scope) -> bool:
-    content_type = _header(scope, b"content-type") or b""
-    return content_type.split(b";", 1)[0].strip().lower() == b"multipart/form-data"
 
 
 def _has_query(scope: Scope) -> bool:

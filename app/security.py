@@ -165,6 +165,7 @@ class TokenStore:
         self._signature: tuple[int, int, int] | None = None
         self._next_check = 0.0
         self._lock = threading.Lock()
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -174,6 +175,7 @@ class TokenStore:
         stat = os.stat(self.path)
         self._entries = parse_tokens(self.path.read_text(encoding="utf-8"))
         self._signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        self.generation += 1
         self._next_check = self._clock() + self._interval
         log.info("loaded %d gateway token(s) from %s", len(self._entries), self.path)
 
@@ -182,9 +184,15 @@ class TokenStore:
         self._signature = None
         self._next_check = 0.0
 
-    def lookup(self, token: str) -> TokenEntry | None:
+    def current(self) -> int:
+        """The generation of the tokens in use, after re-reading the file if it is due: it
+        changes whenever they do, so answers derived from them can be kept until then."""
         if self._clock() >= self._next_check:
             self._refresh()
+        return self.generation
+
+    def lookup(self, token: str) -> TokenEntry | None:
+        self.current()
         digest = token_digest(token)
         entry = self._entries.get(digest)
         # The dict lookup compares digests of a secret, not the secret; compare_digest keeps
@@ -219,6 +227,7 @@ class TokenStore:
                 return
             self._entries = entries
             self._signature = signature
+            self.generation += 1
             log.info("reloaded %d gateway token(s) from %s", len(entries), self.path)
         finally:
             self._lock.release()

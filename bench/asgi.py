@@ -8,6 +8,11 @@ from typing import Any
 
 Message = dict[str, Any]
 
+# The gateway requires a credential: benchmarks present a gateway token, as a service would
+# (bench.serve.gateway_settings admits it). A bare app ignores it, so both get the same bytes.
+BENCH_TOKEN = "mgw_bench-token-known-to-the-benchmarks-only-00000"
+AUTHORIZATION = f"Bearer {BENCH_TOKEN}"
+
 
 def http_scope(method: str, path: str, body: bytes, content_type: bytes) -> dict[str, Any]:
     return {
@@ -24,6 +29,7 @@ def http_scope(method: str, path: str, body: bytes, content_type: bytes) -> dict
             (b"host", b"bench"),
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
+            (b"authorization", AUTHORIZATION.encode()),
         ],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
@@ -58,13 +64,15 @@ async def call(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
 
 
 def get_request(host: str, port: int, path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {AUTHORIZATION}\r\n\r\n"
+    ).encode()
 
 
 def post_request(host: str, port: int, path: str, body: bytes) -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Authorization: {AUTHORIZATION}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

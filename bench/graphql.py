@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from graphql import build_schema as parse_sdl
 from graphql import GraphQLObjectType, execute, parse
+from graphql import build_schema as parse_sdl
 
-from app.config import Settings
 from app.maas import MaasClient, MaasCredentials
 from app.main import create_app
 from bench import Result, at_least, at_most, benchmark
-from bench.asgi import call, load, post_request
-from bench.serve import server_process
+from bench.asgi import AUTHORIZATION, call, load, post_request
+from bench.serve import gateway_settings, server_process
 from bench.upstream import ADMIN_KEY, simulator_process
 
 RESOURCES = 50
@@ -96,12 +95,16 @@ def execution() -> list[Result]:
 
 
 async def _execution(maas_url: str) -> list[Result]:
+    rounds = 300
+    with gateway_settings(maas_url, response_cache_ttl=0) as settings:
+        return await _execute(create_app(settings), rounds)
+
+
+async def _execute(app: Any, rounds: int) -> list[Result]:
     from asgi_lifespan import LifespanManager
 
     from app.graphql.schema import build_schema
 
-    rounds = 300
-    app = create_app(Settings(maas_url=maas_url, maas_api_key=ADMIN_KEY, response_cache_ttl=0))
     async with LifespanManager(app):
         status, first = await call(app, "/graphql", _request())
         if status != 200 or b'"errors"' in first:
@@ -114,7 +117,8 @@ async def _execution(maas_url: str) -> list[Result]:
         gateway_cpu = (time.process_time() - started) / rounds * 1000
 
         # The same objects the resolvers returned, straight from the service's warm cache.
-        service, caller = app.state.service, app.state.callers.default
+        service = app.state.service
+        caller = app.state.callers.authenticate(AUTHORIZATION).caller
         resources = await service.list_boot_resources_detailed(caller)
     schema = parse_sdl(build_schema().as_str())
     for type_name, field_name, attribute in _RENAMED:
@@ -194,18 +198,19 @@ def cold_fanout() -> list[Result]:
 async def _cold(maas_url: str) -> tuple[float, float]:
     from asgi_lifespan import LifespanManager
 
-    app = create_app(Settings(maas_url=maas_url, maas_api_key=ADMIN_KEY))
     samples = []
-    async with LifespanManager(app):
-        for round_ in range(12):
-            app.state.service.cache.clear()
-            started = time.perf_counter()
-            status, body = await call(app, "/graphql", _request({"round": round_}))
-            elapsed = (time.perf_counter() - started) * 1000
-            if status != 200 or b'"errors"' in body:
-                raise RuntimeError(body[:300].decode())
-            if round_ >= 2:
-                samples.append(elapsed)
+    with gateway_settings(maas_url) as settings:
+        app = create_app(settings)
+        async with LifespanManager(app):
+            for round_ in range(12):
+                app.state.service.cache.clear()
+                started = time.perf_counter()
+                status, body = await call(app, "/graphql", _request({"round": round_}))
+                elapsed = (time.perf_counter() - started) * 1000
+                if status != 200 or b'"errors"' in body:
+                    raise RuntimeError(body[:300].decode())
+                if round_ >= 2:
+                    samples.append(elapsed)
     sequential = []
     async with MaasClient(maas_url, MaasCredentials.from_key(ADMIN_KEY)) as client:
         for _ in range(3):

@@ -16,7 +16,7 @@ import httpx
 
 from app.maas import MaasClient, MaasCredentials
 from bench import Result, at_least, at_most, benchmark
-from bench.asgi import get_request, load
+from bench.asgi import AUTHORIZATION, get_request, load
 from bench.graphql import fetch
 from bench.serve import ServerProcess, server_process
 from bench.upstream import ADMIN_KEY, simulator_process
@@ -65,7 +65,7 @@ def upload() -> list[Result]:
                         "size": str(IMAGE_SIZE),
                         "sha256": sha256,
                     },
-                    headers={"Content-Length": str(IMAGE_SIZE)},
+                    headers={"Content-Length": str(IMAGE_SIZE), "Authorization": AUTHORIZATION},
                     content=_blocks(block),
                     timeout=600,
                 )

@@ -6,15 +6,21 @@ serves until stdin closes.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench.asgi import BENCH_TOKEN
 from bench.upstream import ADMIN_KEY
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 
 def bare_app(body: bytes) -> Any:
@@ -73,19 +79,39 @@ def server_process(*args: str) -> Iterator[ServerProcess]:
             child.wait()
 
 
-def main() -> None:
+@contextmanager
+def gateway_settings(maas_url: str, **overrides: Any) -> Iterator[Settings]:
+    """A benchmarked gateway's settings: production-like access (a hashed tokens file that
+    admits BENCH_TOKEN) without rate limits, which would make a load test measure the limiter."""
     from app.config import Settings
+    from app.security import Scope, token_line
+
+    with tempfile.TemporaryDirectory() as directory:
+        tokens = Path(directory) / "tokens"
+        tokens.write_text(token_line(BENCH_TOKEN, "bench", {Scope.READ, Scope.WRITE}) + "\n")
+        yield Settings(
+            maas_url=maas_url,
+            maas_api_key=ADMIN_KEY,
+            tokens_file=str(tokens),
+            rate_limit_per_second=0,
+            **overrides,
+        )
+
+
+def main() -> None:
     from app.main import create_app
     from app.serving import BackgroundServer
 
     kind, target = sys.argv[1], sys.argv[2]
-    if kind == "gateway":
-        app = create_app(Settings(maas_url=target, maas_api_key=ADMIN_KEY, log_level="warning"))
-    else:
-        app = bare_app(Path(target).read_bytes())
-    with BackgroundServer(app, http="httptools", loop="uvloop") as server:
-        print(server.url, flush=True)
-        sys.stdin.read()
+    with contextlib.ExitStack() as stack:
+        if kind == "gateway":
+            settings = stack.enter_context(gateway_settings(target, log_level="warning"))
+            app = create_app(settings)
+        else:
+            app = bare_app(Path(target).read_bytes())
+        with BackgroundServer(app, http="httptools", loop="uvloop") as server:
+            print(server.url, flush=True)
+            sys.stdin.read()
 
 
 if __name__ == "__main__":

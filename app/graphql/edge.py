@@ -11,7 +11,6 @@ from urllib.parse import parse_qs
 
 import orjson
 from graphql import GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.callers import CallerResolver
@@ -74,7 +73,7 @@ class ResponseCacheEdge:
             await self.app(scope, replay, send)
             return
         try:
-            identity = self.callers.identify(HTTPConnection(scope))
+            identity = self.callers.identify_scope(scope)
         except Exception:
             # Let the endpoint answer: it reports who may not call, and how.
             await self.app(scope, replay, send)
