@@ -718,7 +718,8 @@ class MaasClient:
     async def _backoff(self, attempt: int) -> None:
         # Exponential with jitter, so a fleet of gateways does not retry in lockstep.
         ceiling = min(MAX_BACKOFF, self._pool.retry_backoff * 2 ** (attempt - 1))
-        await asyncio.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
+        jitter = random.uniform(0, ceiling / 2)  # nosec B311  # retry jitter, not a secret
+        await asyncio.sleep(ceiling / 2 + jitter)
 
     def _parse(self, operation: str, response: httpx.Response, validate: Callable[[Any], T]) -> T:
         try:

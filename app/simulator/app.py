@@ -72,8 +72,8 @@ class Simulator:
             config.latency_ms, config.jitter_ms, config.import_duration_s
         )
         self.faults = FaultSet(config.faults)
-        self.rng = random.Random(f"maas-simulator-faults:{config.seed}")
-        state = MaasState(self.version, random.Random(config.seed))
+        self.rng = random.Random(f"maas-simulator-faults:{config.seed}")  # nosec B311  # dice
+        state = MaasState(self.version, random.Random(config.seed))  # nosec B311  # fake data
         state.seed(config.extra_resources)
         self.state = state
         self.counts: dict[str, int] = {}

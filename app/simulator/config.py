@@ -197,7 +197,7 @@ class SimulatorConfig:
     @staticmethod
     def default_keys(seed: int) -> tuple[str, str]:
         """Deterministic MAAS-shaped (admin, user) keys derived from `seed`."""
-        rng = random.Random(f"maas-simulator-keys:{seed}")
+        rng = random.Random(f"maas-simulator-keys:{seed}")  # nosec B311  # reproducible demo keys
         return _random_key(rng), _random_key(rng)
 
     def resolved_admin_key(self) -> str:
