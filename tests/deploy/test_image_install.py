@@ -297,6 +297,8 @@ def test_image_cmd_serves_graphql_as_the_image_user_without_writing_to_the_insta
         **image.env,
         "MAAS_GATEWAY_MAAS_URL": image_simulator,
         "MAAS_GATEWAY_MAAS_API_KEY": ADMIN_KEY,
+        # A real deployment refuses callers without a token; this one lets anonymous ones read.
+        "MAAS_GATEWAY_ANONYMOUS_SCOPES": "read",
     }
     before = tree_state(image.root)
     log = tmp_path / "gateway.log"
