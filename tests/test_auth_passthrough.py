@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import ValidationError
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from app.config import Settings
@@ -142,6 +143,20 @@ def test_a_passthrough_websocket_signs_in_with_a_maas_key(gateway: BackgroundSer
         ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
         message = json.loads(ws.recv(timeout=10))
         assert message["payload"]["data"]["importProgress"]["importing"] is False
+
+
+@pytest.mark.parametrize("key", ["not-a-maas-key", WRONG_KEY], ids=["malformed", "unknown"])
+def test_a_passthrough_websocket_with_a_wrong_key_is_closed_with_4401(
+    gateway: BackgroundServer, key: str
+) -> None:
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
+        ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}})
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
 # --- isolation under concurrency --------------------------------------------------------------

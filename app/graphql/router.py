@@ -21,7 +21,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from app.callers import CallerResolver, Identity
-from app.errors import GatewayError, RateLimited
+from app.errors import GatewayError, RateLimited, Unauthenticated
 from app.graphql.context import GraphQLContext
 from app.graphql.graphiql import GRAPHIQL_HEADERS, graphiql_page
 from app.graphql.schema import code_errors
@@ -40,7 +40,7 @@ class AuthenticatingWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None
             view = self.view
             assert isinstance(view, GatewayGraphQL)
             try:
-                view.authenticate_websocket(self.context, payload)
+                await view.authenticate_websocket(self.context, payload)
             except RateLimited:
                 self.connection_init_received = True
                 await self.websocket.close(code=4429, reason="Too many requests")
@@ -123,7 +123,9 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             context.response = response
         return context
 
-    def authenticate_websocket(self, context: GraphQLContext, payload: dict[str, Any]) -> None:
+    async def authenticate_websocket(
+        self, context: GraphQLContext, payload: dict[str, Any]
+    ) -> None:
         """Sign the connection in from its connection_init payload's `Authorization` (browsers
         cannot set handshake headers), else the handshake's; raises a GatewayError."""
         websocket = context.request
@@ -136,6 +138,16 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         identity = self._callers.authenticate(credential)
         client = websocket.client.host if websocket.client else None
         self._callers.throttle(identity, client)
+
+        if self._callers.mode == "passthrough":
+            # Only MAAS knows whether a well-formed key is real: one cheap, cached read tells,
+            # so that a wrong key closes the socket as a wrong token does.
+            try:
+                await self._service.is_importing(identity.caller)
+            except Unauthenticated:
+                raise
+            except GatewayError:
+                pass  # MAAS trouble is for the operations to report
 
         def throttle() -> None:
             self._callers.throttle(identity, client)
