@@ -272,8 +272,14 @@ class BootService:
                 details={"limit": self.max_fanout, "requested": len(ids)},
             )
         # Fresh details answer at once; only the rest are read, concurrently under the bound.
-        details = {i: self.cached_boot_resource(caller, i) for i in ids}
-        missing = [i for i, detail in details.items() if detail is None]
+        details: dict[int, BootResource] = {}
+        missing = []
+        for resource_id in ids:
+            detail = self.cached_boot_resource(caller, resource_id)
+            if detail is None:
+                missing.append(resource_id)
+            else:
+                details[resource_id] = detail
         if missing:
             bound = asyncio.Semaphore(self._fanout)
 
@@ -281,8 +287,9 @@ class BootService:
                 async with bound:
                     return await self.get_boot_resource(caller, resource_id)
 
-            details.update(zip(missing, await asyncio.gather(*(one(i) for i in missing))))
-        return [details[i] for i in ids]  # type: ignore[misc]
+            loaded = await asyncio.gather(*(one(i) for i in missing))
+            details.update(zip(missing, loaded, strict=True))
+        return [details[i] for i in ids]
 
     async def get_boot_resources_settled(
         self, caller: Caller, resource_ids: Iterable[int]
