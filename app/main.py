@@ -112,7 +112,6 @@ def create_app(
     app.state.health = observability.health
     app.state.metrics = observability.metrics
     app.observability = observability
-    app.telemetry = observability.middleware(app.serve)
     resolver = CallerResolver(settings)
     app.state.callers = resolver
     graphql = GatewayGraphQL(
@@ -131,6 +130,7 @@ def create_app(
     app.router.routes.append(Route("/graphql", graphql, methods=["GET", "POST"]))
     app.edge = ResponseCacheEdge(app.handle, service=service, callers=resolver, path="/graphql")
     app.edge = protect(app.edge, settings, resolver)
+    app.telemetry = observability.middleware(app.handle, http=app.edge)
     app.router.routes.append(WebSocketRoute("/graphql", graphql))
     app.include_router(health_router)
     app.include_router(rest_router)

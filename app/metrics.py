@@ -3,21 +3,25 @@ happen; cache, subscription and readiness figures are read from their owners whe
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
-    disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from app import __version__
 from app.health import UpstreamHealth
@@ -64,89 +68,99 @@ class _Bounded:
         return value
 
 
+class _Series:
+    """One label set's count, sum and histogram buckets, kept as plain numbers: counting a
+    request is a few additions, and the exposition is built only when Prometheus scrapes."""
+
+    __slots__ = ("bounds", "buckets", "count", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        self.buckets[bisect_left(self.bounds, seconds)] += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Prometheus's buckets: each counts every observation up to its bound."""
+        bounds = (*map(floatToGoString, self.bounds), "+Inf")
+        running = 0
+        points: list[tuple[str, float]] = []
+        for bound, count in zip(bounds, self.buckets, strict=True):
+            running += count
+            points.append((bound, running))
+        return points
+
+
+class _Cell:
+    """What one request's labels point at: its counter and its duration series."""
+
+    __slots__ = ("count", "series")
+
+    def __init__(self, series: _Series) -> None:
+        self.count = 0
+        self.series = series
+
+
 class GatewayMetrics:
     """Every series the gateway exposes on /metrics; built per app, nothing at import time."""
 
     def __init__(self, service: BootService, health: UpstreamHealth) -> None:
-        # `_created` samples would double the series Prometheus stores, and say little here.
-        disable_created_metrics()  # type: ignore[no-untyped-call]
-        registry = self.registry = CollectorRegistry()
-        self._requests = Counter(
-            "maas_gateway_http_requests",
-            "HTTP requests answered, by API, operation (GraphQL operation type and root fields, "
-            "or REST route name) and status.",
-            ("api", "operation", "status"),
-            registry=registry,
-        )
-        self._request_seconds = Histogram(
-            "maas_gateway_http_request_duration_seconds",
-            "Time to answer an HTTP request, by API and operation.",
-            ("api", "operation"),
-            buckets=REQUEST_BUCKETS,
-            registry=registry,
-        )
-        self._graphql_errors = Counter(
-            "maas_gateway_graphql_errors",
-            "Errors in GraphQL responses, by operation and error code.",
-            ("operation", "code"),
-            registry=registry,
-        )
-        self._upstream = Counter(
-            "maas_gateway_upstream_requests",
-            "Exchanges with MAAS (retries included), by endpoint, method and outcome (HTTP "
-            "status, or the gateway error code when no response came).",
-            ("endpoint", "method", "status"),
-            registry=registry,
-        )
-        self._upstream_seconds = Histogram(
-            "maas_gateway_upstream_request_duration_seconds",
-            "Time of one exchange with MAAS, by endpoint and method.",
-            ("endpoint", "method"),
-            buckets=UPSTREAM_BUCKETS,
-            registry=registry,
-        )
+        self.registry = CollectorRegistry()
         self.in_flight = dict.fromkeys(APIS, 0)
         """HTTP requests being answered now, by API; the request middleware keeps it."""
-        registry.register(_ScrapeTimeCollector(self.in_flight, service, health))
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
-        # Labelled children, found again with one dict lookup per request instead of labels().
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._upstream_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self.requests: dict[tuple[str, str, int], _Cell] = {}
+        self.request_seconds: dict[tuple[str, str], _Series] = {}
+        self.upstream: dict[tuple[str, str, str], _Cell] = {}
+        self.upstream_seconds: dict[tuple[str, str], _Series] = {}
+        self.graphql_errors: dict[tuple[str, str], int] = {}
         self._operations = {api: _Bounded() for api in APIS}
         self._error_codes = _Bounded()
+        self.registry.register(_ScrapeTimeCollector(self, service, health))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
 
     def observe_request(self, api: str, operation: str, status: int, seconds: float) -> None:
-        key = (api, operation, status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = self._request_children[key] = self._request_series(api, operation, status)
-        children[0].inc()
-        children[1].observe(seconds)
+        cell = self.requests.get((api, operation, status))
+        if cell is None:
+            cell = self._request_cell(api, operation, status)
+        cell.count += 1
+        # _Series.observe, inlined: this runs for every request, cached answers included.
+        series = cell.series
+        series.count += 1
+        series.total += seconds
+        series.buckets[bisect_left(series.bounds, seconds)] += 1
 
-    def _request_series(self, api: str, operation: str, status: int) -> tuple[Counter, Histogram]:
+    def _request_cell(self, api: str, operation: str, status: int) -> _Cell:
         label = self._operations[api](operation)
-        return (
-            self._requests.labels(api, label, str(status)),
-            self._request_seconds.labels(api, label),
-        )
+        series = self.request_seconds.get((api, label))
+        if series is None:
+            series = self.request_seconds[(api, label)] = _Series(REQUEST_BUCKETS)
+        cell = self.requests.get((api, label, status))
+        if cell is None:
+            cell = self.requests[(api, label, status)] = _Cell(series)
+        return cell
 
     def observe_graphql_errors(self, operation: str, codes: Iterable[str]) -> None:
         label = self._operations["graphql"](operation)
         for code in codes:
-            self._graphql_errors.labels(label, self._error_codes(code)).inc()
+            key = (label, self._error_codes(code))
+            self.graphql_errors[key] = self.graphql_errors.get(key, 0) + 1
 
     def observe_upstream(self, endpoint: str, method: str, outcome: str, seconds: float) -> None:
-        key = (endpoint, method, outcome)
-        children = self._upstream_children.get(key)
-        if children is None:
-            children = self._upstream_children[key] = (
-                self._upstream.labels(endpoint, method, outcome),
-                self._upstream_seconds.labels(endpoint, method),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        cell = self.upstream.get((endpoint, method, outcome))
+        if cell is None:
+            series = self.upstream_seconds.get((endpoint, method))
+            if series is None:
+                series = self.upstream_seconds[(endpoint, method)] = _Series(UPSTREAM_BUCKETS)
+            cell = self.upstream[(endpoint, method, outcome)] = _Cell(series)
+        cell.count += 1
+        cell.series.observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""
@@ -154,17 +168,19 @@ class GatewayMetrics:
 
 
 class _ScrapeTimeCollector(Collector):
-    """Figures their owners already keep, read at scrape time so that serving costs nothing."""
+    """Builds every gateway series when Prometheus scrapes, from the plain numbers the request
+    path keeps and from what the cache, the subscription hub and readiness know already."""
 
     def __init__(
-        self, in_flight: dict[str, int], service: BootService, health: UpstreamHealth
+        self, metrics: GatewayMetrics, service: BootService, health: UpstreamHealth
     ) -> None:
-        self._in_flight = in_flight
+        self._metrics = metrics
         self._service = service
         self._health = health
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
+        yield from self._upstream()
         yield from self._caches()
         yield from self._readiness()
         info = GaugeMetricFamily(
@@ -174,14 +190,38 @@ class _ScrapeTimeCollector(Collector):
         yield info
 
     def _requests(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        requests = CounterMetricFamily(
+            "maas_gateway_http_requests",
+            "HTTP requests answered, by API, operation (GraphQL operation type and root fields, "
+            "or REST route name) and status.",
+            labels=["api", "operation", "status"],
+        )
+        for (api, operation, status), cell in metrics.requests.items():
+            requests.add_metric([api, operation, str(status)], cell.count)
+        yield requests
+        yield _histogram(
+            "maas_gateway_http_request_duration_seconds",
+            "Time to answer an HTTP request, by API and operation.",
+            ["api", "operation"],
+            metrics.request_seconds,
+        )
         in_flight = GaugeMetricFamily(
             "maas_gateway_http_requests_in_flight",
             "HTTP requests being answered now, by API.",
             labels=["api"],
         )
-        for api, count in self._in_flight.items():
+        for api, count in metrics.in_flight.items():
             in_flight.add_metric([api], count)
         yield in_flight
+        errors = CounterMetricFamily(
+            "maas_gateway_graphql_errors",
+            "Errors in GraphQL responses, by operation and error code.",
+            labels=["operation", "code"],
+        )
+        for (operation, code), count in metrics.graphql_errors.items():
+            errors.add_metric([operation, code], count)
+        yield errors
         progress = self._service.progress
         yield GaugeMetricFamily(
             "maas_gateway_subscriptions_open",
@@ -192,6 +232,24 @@ class _ScrapeTimeCollector(Collector):
             "maas_gateway_import_progress_pollers",
             "Import-progress pollers running (one per principal with subscribers).",
             value=progress.pollers,
+        )
+
+    def _upstream(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        calls = CounterMetricFamily(
+            "maas_gateway_upstream_requests",
+            "Exchanges with MAAS (retries included), by endpoint, method and outcome (HTTP "
+            "status, or the gateway error code when no response came).",
+            labels=["endpoint", "method", "status"],
+        )
+        for (endpoint, method, outcome), cell in metrics.upstream.items():
+            calls.add_metric([endpoint, method, outcome], cell.count)
+        yield calls
+        yield _histogram(
+            "maas_gateway_upstream_request_duration_seconds",
+            "Time of one exchange with MAAS, by endpoint and method.",
+            ["endpoint", "method"],
+            metrics.upstream_seconds,
         )
 
     def _caches(self) -> Iterator[Metric]:
@@ -248,3 +306,12 @@ class _ScrapeTimeCollector(Collector):
                 "Seconds since MAAS last answered a call.",
                 value=age,
             )
+
+
+def _histogram(
+    name: str, documentation: str, labels: list[str], series: dict[tuple[str, str], _Series]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    for values, one in series.items():
+        family.add_metric(list(values), one.cumulative(), sum_value=one.total)
+    return family

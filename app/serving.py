@@ -1,14 +1,19 @@
-"""Run an ASGI app under uvicorn on a background thread (demo-mode simulator, tests, benchmarks)."""
+"""uvicorn for the gateway: a server that lets the app drain before connections close, run in
+the foreground (`maas-gateway serve`) or on a background thread (simulator, tests, benchmarks)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+from app.logs import flush_logs
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -38,6 +43,16 @@ class GatewayServer(uvicorn.Server):
         if drain is not None:
             await drain()
         await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises a caught SIGTERM on the way out, and the default handler skips
+        # the flush at exit: buffered log lines are written first.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                flush_logs()
 
 
 class BackgroundServer:

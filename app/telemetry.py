@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from contextvars import Token
 from typing import Any
 
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    TracerProvider,
+    set_span_in_context,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.callers import IDENTITY_KEY
@@ -38,13 +50,21 @@ refused before routing (the status tells which)."""
 REST_PREFIX = "/api/v1"
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
-    for name, value in headers:
-        if name == _HEADER:
-            if _VALID_ID.fullmatch(value):
-                return value.decode("ascii")
-            break
-    return os.urandom(16).hex()
+class _RequestIds:
+    """Takes a caller's id when it is safe, else makes one: 32 hex digits, a random prefix per
+    process and a counter, unique without a system call per request."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._next = itertools.count().__next__
+
+    def __call__(self, headers: list[tuple[bytes, bytes]]) -> str:
+        for name, value in headers:
+            if name == _HEADER:
+                if _VALID_ID.fullmatch(value):
+                    return value.decode("ascii")
+                break
+        return f"{self._prefix}{self._next():016x}"
 
 
 def _api(path: str) -> str:
@@ -65,95 +85,120 @@ def _template(api: str, route: Any) -> str | None:
     return path
 
 
+class _Responder:
+    """The server's `send`, seen through: notes the status and X-Cache, adds X-Request-ID. It
+    returns the server's own awaitable, so passing a message costs no coroutine of its own."""
+
+    __slots__ = ("cache", "header", "send", "status")
+
+    def __init__(self, send: Send, header: tuple[bytes, bytes]) -> None:
+        self.send = send
+        self.header = header
+        self.status = 500  # unless a response starts, the server answers 500
+        self.cache: bytes | None = None
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            headers = message.get("headers", ())
+            for name, value in headers:
+                if name == b"x-cache":
+                    self.cache = value
+            message["headers"] = [*headers, self.header]
+        return self.send(message)
+
+
 class Telemetry:
-    """ASGI middleware around the whole app; costs a few microseconds a request."""
+    """ASGI middleware around the whole app, `http` being where HTTP requests go (the response
+    cache's edge): one frame on the hit path, a few microseconds a request."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
+        http: ASGIApp | None = None,
         metrics: GatewayMetrics,
         health: UpstreamHealth,
         tracing: Tracing | None = None,
     ) -> None:
         self.app = app
+        self.http = http or app
         self.metrics = metrics
         self.health = health
         self.tracing = tracing
         self.log = logging.getLogger(ACCESS_LOGGER)
+        self.request_id = _RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            if self.tracing is None:
-                await self._http(scope, receive, send, None)
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
             else:
-                await self._traced(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send, span: Span | None) -> None:
+                await self.app(scope, receive, send)
+            return
         api = _api(scope["path"])
-        rid = _request_id(scope["headers"])
+        rid = self.request_id(scope["headers"])
         record = RequestRecord(rid)
         record_token = current_request.set(record)
         id_token = request_id.set(rid)
-        header = (_HEADER, rid.encode("ascii"))
-        status = 500
-        cache: bytes | None = None
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, cache
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = message.get("headers", ())
-                for name, value in headers:
-                    if name == b"x-cache":
-                        cache = value
-                message["headers"] = [*headers, header]
-            await send(message)
-
+        responder = _Responder(send, (_HEADER, rid.encode("ascii")))
+        span: Span | None = None
+        span_token: Token[Context] | None = None
+        if self.tracing is not None:
+            span, span_token = self._start_span(scope)
         in_flight = self.metrics.in_flight
         in_flight[api] += 1
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.http(scope, receive, responder)
+        except BaseException as error:
+            if span is not None:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR))
+            raise
         finally:
             seconds = time.perf_counter() - started
             in_flight[api] -= 1
             request_id.reset(id_token)
             current_request.reset(record_token)
-            if record.cache is None and cache is not None:
-                record.cache = cache.decode("latin-1")
-            self._finish(scope, api, record, status, seconds, span)
+            self._finish(scope, api, record, responder, seconds, span)
+            if span is not None and span_token is not None:
+                otel_context.detach(span_token)
+                span.end()
+
+    def _start_span(self, scope: Scope) -> tuple[Span, Token[Context]]:
+        assert self.tracing is not None
+        span = self.tracing.tracer.start_span(
+            scope["method"],
+            context=incoming_context(scope["headers"]),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
+        )
+        return span, otel_context.attach(set_span_in_context(span))
 
     def _finish(
         self,
         scope: Scope,
         api: str,
         record: RequestRecord,
-        status: int,
+        responder: _Responder,
         seconds: float,
         span: Span | None,
     ) -> None:
+        status = responder.status
         operation = record.operation
-        route = scope.get("route")
         if operation is None:
             if api == "graphql":
                 operation = NO_OPERATION
             else:
+                route = scope.get("route")
                 operation = route.name if route is not None else UNROUTED
         self.metrics.observe_request(api, operation, status, seconds)
         if record.errors:
             self.metrics.observe_graphql_errors(operation, record.errors)
-        identity = scope.get(IDENTITY_KEY)
-        if identity is not None:
-            record.principal = identity.caller.principal
         if span is not None:
             # Named by the route's template, never the raw path: span names must stay few.
-            template = _template(api, route)
+            template = _template(api, scope.get("route"))
             span.update_name(f"{scope['method']} {template}" if template else scope["method"])
             if template:
                 span.set_attribute("http.route", template)
@@ -167,38 +212,33 @@ class Telemetry:
         if status >= 500:
             level = logging.WARNING
         log = self.log
-        if log.isEnabledFor(level):
-            fields = {
-                "request_id": record.request_id,
-                "principal": record.principal,
-                "api": api,
-                "operation": operation,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "upstream_calls": record.upstream_calls,
-                "cache": record.cache,
-            }
-            if record.errors:
-                fields["errors"] = list(record.errors)
-            # makeRecord + handle: the same record `log.info` makes, without its stack walk.
-            entry = log.makeRecord(log.name, level, __file__, 0, "request", (), None)
-            entry.fields = fields
-            log.handle(entry)
-
-    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.tracing is not None
-        with self.tracing.tracer.start_as_current_span(
-            scope["method"],
-            context=incoming_context(scope["headers"]),
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
-        ) as span:
-            await self._http(scope, receive, send, span)
+        if not log.isEnabledFor(level):
+            return
+        identity = scope.get(IDENTITY_KEY)
+        cache = record.cache
+        if cache is None and responder.cache is not None:
+            cache = responder.cache.decode("latin-1")
+        fields = {
+            "request_id": record.request_id,
+            "principal": identity.caller.principal if identity is not None else None,
+            "api": api,
+            "operation": operation,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "upstream_calls": record.upstream_calls,
+            "cache": cache,
+        }
+        if record.errors:
+            fields["errors"] = list(record.errors)
+        # The record `log.info` would make, without its stack walk (this is the hot path).
+        entry = logging.LogRecord(log.name, level, "", 0, "request", (), None)
+        entry.fields = fields
+        log.handle(entry)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        rid = _request_id(scope["headers"])
+        rid = self.request_id(scope["headers"])
         record = RequestRecord(rid)
         record_token = current_request.set(record)
         id_token = request_id.set(rid)
@@ -273,8 +313,10 @@ class Observability:
     def tracer(self) -> Tracer | None:
         return self.tracing.tracer if self.tracing is not None else None
 
-    def middleware(self, app: ASGIApp) -> Telemetry:
-        return Telemetry(app, metrics=self.metrics, health=self.health, tracing=self.tracing)
+    def middleware(self, app: ASGIApp, http: ASGIApp | None = None) -> Telemetry:
+        return Telemetry(
+            app, http=http, metrics=self.metrics, health=self.health, tracing=self.tracing
+        )
 
     def upstream_observer(self) -> UpstreamObserver:
         return Telemetry.observer(self.metrics, self.health, self.tracing)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from app.config import Settings
-from app.logs import JsonFormatter, TextFormatter, configure_logging
+from app.logs import JsonFormatter, JsonLinesHandler, TextFormatter, configure_logging
 from app.maas.auth import MaasCredentials
 from app.main import create_app
 from app.observability import REQUEST_ID_HEADER
@@ -337,6 +338,26 @@ def test_json_formatter_writes_one_object_per_line_with_the_exception() -> None:
     assert entry["message"] == "failed here"
     assert entry["level"] == "error"
     assert "ValueError: boom" in entry["exception"]
+
+
+def test_json_lines_are_buffered_and_flushed_within_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    handler = JsonLinesHandler(path.open("wb", buffering=64 * 1024), interval=0.05)
+    try:
+        logger = logging.getLogger("app.test.buffered")
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.warning("first")
+        assert path.read_bytes() == b"", "no system call per line"
+        wait_for(lambda: path.read_bytes().endswith(b"\n"), timeout=2)
+        [line] = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        assert (line["message"], line["level"]) == ("first", "warning")
+        logger.warning("second")
+        handler.flush()
+        assert path.read_bytes().count(b"\n") == 2
+    finally:
+        logging.getLogger("app.test.buffered").removeHandler(handler)
+        handler.close()
 
 
 def test_configure_logging_sends_every_logger_to_one_stream_in_the_chosen_format() -> None:
