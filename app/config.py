@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     maas_retry_backoff: Annotated[float, Field(ge=0)] = Field(
         default=0.1, description="Base backoff in seconds between retries (with jitter)."
     )
+    maas_breaker_threshold: Annotated[int, Field(ge=0)] = Field(
+        default=5,
+        description="Consecutive failed MAAS calls (no answer, or a 5xx) that open an endpoint "
+        "family's circuit breaker; 0 turns the breakers off.",
+    )
+    maas_breaker_cooldown: PositiveFloat = Field(
+        default=10.0,
+        description="Seconds an open circuit breaker fails calls fast before one probe call.",
+    )
     upload_chunk_size: Annotated[int, Field(ge=64 * 1024, le=10 * 1024 * 1024)] = Field(
         default=4 * 1024 * 1024,
         description="Bytes per upload chunk to MAAS (at most 10 MiB: MAAS's nginx limit).",

@@ -96,6 +96,7 @@ def create_app(
         ):
             resolver.start(maas)
             app.state.maas = maas
+            observability.metrics.breakers = maas.breaker_states
             try:
                 yield
             finally:

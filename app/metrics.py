@@ -4,7 +4,7 @@ happen; cache, subscription and readiness figures are read from their owners whe
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from app import __version__
 from app.health import UpstreamHealth
+from app.maas.breaker import BreakerState, State
 from app.service import BootService
 
 __all__ = ["APIS", "CONTENT_TYPE", "OTHER", "GatewayMetrics"]
@@ -120,6 +121,8 @@ class GatewayMetrics:
         self.graphql_errors: dict[tuple[str, str], int] = {}
         self._operations = {api: _Bounded() for api in APIS}
         self._error_codes = _Bounded()
+        self.breakers: Callable[[], Mapping[str, BreakerState]] | None = None
+        """The MAAS client's circuit breakers, read at scrape time; set once the client exists."""
         self.registry.register(_ScrapeTimeCollector(self, service, health))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -251,6 +254,25 @@ class _ScrapeTimeCollector(Collector):
             ["endpoint", "method"],
             metrics.upstream_seconds,
         )
+        if metrics.breakers is None:
+            return
+        states = GaugeMetricFamily(
+            "maas_gateway_upstream_breaker_state",
+            "1 for each MAAS endpoint family's circuit breaker state now (closed: calls go "
+            "through; open: they fail fast; half_open: one call probes MAAS).",
+            labels=["family", "state"],
+        )
+        opens = CounterMetricFamily(
+            "maas_gateway_upstream_breaker_opens",
+            "Times each endpoint family's circuit breaker opened.",
+            labels=["family"],
+        )
+        for family, breaker in metrics.breakers().items():
+            for state in State:
+                states.add_metric([family, state.value], int(breaker.state is state))
+            opens.add_metric([family], breaker.opens)
+        yield states
+        yield opens
 
     def _caches(self) -> Iterator[Metric]:
         lookups = CounterMetricFamily(

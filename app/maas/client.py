@@ -27,6 +27,7 @@ from app.config import Settings
 from app.errors import GatewayError, NotFound, UpstreamBadResponse, ValidationFailed
 from app.maas import models
 from app.maas.auth import MaasAuth, MaasCredentials
+from app.maas.breaker import Breakers, BreakerState
 from app.maas.errors import map_failure
 from app.maas.transport import DEFAULT_BACKEND, Backend, make_transport
 from app.observability import REQUEST_ID_HEADER, request_id
@@ -175,6 +176,7 @@ class _Pool:
     chunk_size: int
     cleanup_timeout: float
     observer: UpstreamObserver | None
+    breakers: Breakers | None
 
 
 class MaasClient:
@@ -200,6 +202,8 @@ class MaasClient:
         backend: Backend = DEFAULT_BACKEND,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         observer: UpstreamObserver | None = None,
+        breaker_threshold: int = 0,
+        breaker_cooldown: float = 10.0,
     ) -> None:
         if verify is not True and not isinstance(verify, str):
             raise ValueError("TLS verification cannot be turned off; pass a CA bundle path")
@@ -233,6 +237,8 @@ class MaasClient:
             chunk_size=chunk_size,
             cleanup_timeout=connect_timeout + timeout,
             observer=observer,
+            # 0 turns the breakers off: a client used directly (tests, scripts) fails as MAAS does.
+            breakers=Breakers(breaker_threshold, breaker_cooldown) if breaker_threshold else None,
         )
         self._owner = True
         self._set_credentials(credentials)
@@ -263,6 +269,8 @@ class MaasClient:
             transport=transport,
             chunk_size=settings.upload_chunk_size,
             observer=observer,
+            breaker_threshold=settings.maas_breaker_threshold,
+            breaker_cooldown=settings.maas_breaker_cooldown,
         )
 
     def _set_credentials(self, credentials: MaasCredentials | None) -> None:
@@ -284,6 +292,11 @@ class MaasClient:
     @property
     def api_root(self) -> str:
         return self._pool.api_root
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """Each endpoint family's circuit breaker now (empty when the breakers are off)."""
+        breakers = self._pool.breakers
+        return breakers.snapshot() if breakers is not None else {}
 
     async def aclose(self) -> None:
         if self._owner:
@@ -648,7 +661,63 @@ class MaasClient:
         retry: _Retry = _Retry.READ,
         missing_on_500: bool = False,
     ) -> httpx.Response:
-        """Send one MAAS request under the concurrency bound, retrying as `retry` allows."""
+        """Send one MAAS request through its family's breaker (failing fast while it is open),
+        under the concurrency bound, retrying as `retry` allows."""
+        breakers = self._pool.breakers
+        if breakers is None:
+            return await self._exchange(
+                operation,
+                method,
+                path,
+                params,
+                form,
+                content,
+                content_type,
+                stream_content,
+                retry,
+                missing_on_500,
+            )
+        breaker = breakers.for_operation(operation)
+        probe = breaker.acquire()
+        try:
+            response = await self._exchange(
+                operation,
+                method,
+                path,
+                params,
+                form,
+                content,
+                content_type,
+                stream_content,
+                retry,
+                missing_on_500,
+            )
+        except GatewayError as exc:
+            # Only MAAS being down or broken counts: a 4xx is MAAS answering properly.
+            if exc.status >= 500 and exc.details.get("upstream_status", 500) >= 500:
+                breaker.failed(probe)
+            else:
+                breaker.succeeded(probe)
+            raise
+        except BaseException:
+            breaker.abandoned(probe)
+            raise
+        breaker.succeeded(probe)
+        return response
+
+    async def _exchange(
+        self,
+        operation: str,
+        method: str,
+        path: str | httpx.URL,
+        params: dict[str, str] | None,
+        form: _Form | None,
+        content: bytes | None,
+        content_type: str | None,
+        stream_content: bool,
+        retry: _Retry,
+        missing_on_500: bool,
+    ) -> httpx.Response:
         headers: dict[str, str] = {}
         if form:
             # Multipart for every write, as MAAS documents and its own clients send (§3);
