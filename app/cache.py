@@ -26,6 +26,7 @@ __all__ = [
     "Dependency",
     "EntityCache",
     "Family",
+    "Headers",
     "ReadTracker",
     "ResponseCache",
     "StoredResponse",

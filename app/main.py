@@ -25,6 +25,7 @@ from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
 from app.rest import install_error_handlers
 from app.rest import router as rest_router
+from app.rest.edge import StoredReads
 from app.rest.health import router as health_router
 from app.service import BootService, cache_policies
 from app.telemetry import Observability
@@ -129,7 +130,8 @@ def create_app(
         allowed_origins=settings.cors_origin_list,
     )
     app.router.routes.append(Route("/graphql", graphql, methods=["GET", "POST"]))
-    app.edge = ResponseCacheEdge(app.handle, service=service, callers=resolver, path="/graphql")
+    rest_reads = StoredReads(app.handle, service=service, callers=resolver, prefix="/api/v1/")
+    app.edge = ResponseCacheEdge(rest_reads, service=service, callers=resolver, path="/graphql")
     app.edge = protect(app.edge, settings, resolver)
     app.telemetry = observability.middleware(app.handle, http=app.edge)
     app.router.routes.append(WebSocketRoute("/graphql", graphql))

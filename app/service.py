@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,8 +19,10 @@ from app.cache import (
     CacheResult,
     EntityCache,
     Family,
+    Headers,
     ReadTracker,
     ResponseCache,
+    StoredResponse,
     response_key,
 )
 from app.config import Settings
@@ -221,13 +223,24 @@ class BootService:
 
     response_key = staticmethod(response_key)
 
-    def cached_response(self, caller: Caller, key: tuple[str, str]) -> bytes | None:
+    def cached_response(self, caller: Caller, key: Hashable) -> bytes | None:
         return self.responses.get(caller.principal, key) if self.responses else None
 
+    def stored_response(self, caller: Caller, key: Hashable) -> StoredResponse | None:
+        """A stored answer with its headers, while everything it was built from is current."""
+        return self.responses.lookup(caller.principal, key) if self.responses else None
+
     def store_response(
-        self, caller: Caller, key: tuple[str, str], body: bytes, reads: ReadTracker
+        self,
+        caller: Caller,
+        key: Hashable,
+        body: bytes,
+        reads: ReadTracker,
+        headers: Headers = (),
     ) -> bool:
-        return self.responses.set(caller.principal, key, body, reads) if self.responses else False
+        if self.responses is None:
+            return False
+        return self.responses.set(caller.principal, key, body, reads, headers)
 
     # Boot resources --------------------------------------------------------------------------
 

@@ -1,0 +1,125 @@
+"""Answers a repeated REST read from stored bytes before routing, ETag and 304 included."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.callers import CallerResolver
+from app.observability import note_cache, note_operation
+from app.rest.responses import none_match
+from app.security import Scope as Permission
+from app.service import BootService
+
+# Headers a stored answer does not keep: the edge writes its own on every answer.
+_VOLATILE = frozenset({b"x-cache", b"content-length", b"date", b"server", b"x-request-id"})
+# Route names remembered for the operation label of stored answers, bounded.
+MAX_OPERATIONS = 4096
+
+
+class StoredReads:
+    """ASGI middleware for `GET /api/v1/...` (DESIGN.md, "Performance model": a repeated read
+    skips routing, the service and JSON encoding). What a stored answer depends on is tracked
+    like the GraphQL response cache's, so a write makes it miss."""
+
+    def __init__(
+        self, app: ASGIApp, *, service: BootService, callers: CallerResolver, prefix: str
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.callers = callers
+        self.prefix = prefix
+        self._operations: dict[tuple[str, bytes], str] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not scope["path"].startswith(self.prefix)
+            or self.service.responses is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            identity = self.callers.identify_scope(scope)
+        except Exception:
+            # Let the route answer: it reports who may not call, and how.
+            await self.app(scope, receive, send)
+            return
+        if not identity.allows(Permission.READ):
+            await self.app(scope, receive, send)
+            return
+        caller = identity.caller
+        key = ("rest", scope["path"], scope.get("query_string", b""))
+        stored = self.service.stored_response(caller, key)
+        if stored is not None:
+            note_operation(self._operations.get(key[1:], "unrouted"))
+            note_cache("HIT")
+            await _answer(scope, send, stored.body, stored.headers)
+            return
+        captured = _Captured(send)
+        with self.service.track_dependencies() as reads:
+            await self.app(scope, receive, captured)
+        if captured.status == 200 and captured.complete:
+            stored_headers = tuple(
+                (name, value) for name, value in captured.headers if name not in _VOLATILE
+            )
+            if self.service.store_response(caller, key, captured.body, reads, stored_headers):
+                route = scope.get("route")
+                if route is not None:
+                    if len(self._operations) >= MAX_OPERATIONS:
+                        self._operations.clear()
+                    self._operations[key[1:]] = route.name
+
+
+async def _answer(
+    scope: Scope, send: Send, body: bytes, headers: tuple[tuple[bytes, bytes], ...]
+) -> None:
+    etag = next((value for name, value in headers if name == b"etag"), None)
+    if etag is not None:
+        wanted = next((v for n, v in scope["headers"] if n == b"if-none-match"), None)
+        if wanted is not None and none_match(wanted.decode("latin-1"), etag.decode("latin-1")):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 304,
+                    "headers": [*headers, (b"x-cache", b"HIT")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                *headers,
+                (b"content-length", str(len(body)).encode()),
+                (b"x-cache", b"HIT"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Captured:
+    """Passes a response through while keeping a copy of its status, headers and body."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.complete = False
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+            self.complete = not message.get("more_body", False)
+        await self._send(message)
