@@ -187,9 +187,9 @@ class Settings(BaseSettings):
             parse_api_key(value.get_secret_value())
         return value
 
-    @field_validator("maas_url")
+    @field_validator("maas_url", "otel_exporter_otlp_endpoint")
     @classmethod
-    def _check_maas_url(cls, value: str | None) -> str | None:
+    def _check_http_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         value = value.strip()
@@ -223,28 +223,19 @@ class Settings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
-        level = value.lower()
-        if level not in {"debug", "info", "warning", "error", "critical"}:
-            raise ValueError("must be one of debug, info, warning, error, critical")
-        return level
+        return _choice(value, ("debug", "info", "warning", "error", "critical"))
 
     @field_validator("log_format")
     @classmethod
     def _check_log_format(cls, value: str) -> str:
-        log_format = value.lower()
-        if log_format not in {"json", "text"}:
-            raise ValueError("must be json or text")
-        return log_format
+        return _choice(value, ("json", "text"))
 
-    @field_validator("otel_exporter_otlp_endpoint")
-    @classmethod
-    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip()
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+
+def _choice(value: str, options: tuple[str, ...]) -> str:
+    chosen = value.strip().lower()
+    if chosen not in options:
+        raise ValueError(f"must be one of {', '.join(options)}")
+    return chosen
 
 
 def _origin(value: str) -> str:
