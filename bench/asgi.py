@@ -107,3 +107,19 @@ async def load(
     started = time.perf_counter()
     counts = await asyncio.gather(*(worker() for _ in range(connections)))
     return sum(counts) / (time.perf_counter() - started), failures
+
+
+async def fetch(host: str, port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    body = await reader.readexactly(length)
+    writer.close()
+    if b'"errors"' in body:
+        raise RuntimeError(body[:300].decode())
+    return body

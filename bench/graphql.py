@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,8 +15,8 @@ from graphql import build_schema as parse_sdl
 from app.maas import MaasClient, MaasCredentials
 from app.main import create_app
 from bench import Result, at_least, at_most, benchmark
-from bench.asgi import AUTHORIZATION, call, load, post_request
-from bench.serve import gateway_settings, server_process
+from bench.asgi import AUTHORIZATION, call, post_request
+from bench.serve import against_bare, gateway_settings
 from bench.upstream import ADMIN_KEY, simulator_process
 
 RESOURCES = 50
@@ -37,24 +35,10 @@ def _request(variables: dict[str, Any] | None = None) -> bytes:
 @benchmark("graphql-response-cache")
 def response_cache() -> list[Result]:
     """A repeated nested query answered from stored bytes vs a bare app sending those bytes."""
-    seconds, connections = 4.0, 16
     with simulator_process(latency_ms=0, resources=RESOURCES) as maas_url:
-        with server_process("gateway", maas_url) as gateway:
-            host, port = gateway.host_port
-            request = post_request(host, port, "/graphql", _request())
-            body = asyncio.run(fetch(host, port, request))
-            gateway_rps, gateway_failures = asyncio.run(
-                load(host, port, request, seconds=seconds, connections=connections)
-            )
-        with tempfile.NamedTemporaryFile(suffix=".json") as stored:
-            Path(stored.name).write_bytes(body)
-            with server_process("bare", stored.name) as bare:
-                host, port = bare.host_port
-                bare_rps, _ = asyncio.run(
-                    load(host, port, request, seconds=seconds, connections=connections)
-                )
-    if gateway_failures:
-        raise RuntimeError(f"{gateway_failures} non-200 answers from the gateway")
+        gateway_rps, bare_rps, body = against_bare(
+            maas_url, lambda host, port: post_request(host, port, "/graphql", _request())
+        )
     ratio = gateway_rps / bare_rps
     target, passed = at_least(ratio, 0.8)
     return [
@@ -68,22 +52,6 @@ def response_cache() -> list[Result]:
             unit="/s",
         )
     ]
-
-
-async def fetch(host: str, port: int, request: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    body = await reader.readexactly(length)
-    writer.close()
-    if b'"errors"' in body:
-        raise RuntimeError(body[:300].decode())
-    return body
 
 
 @benchmark("graphql-execution")

@@ -6,19 +6,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 
 from app.maas import MaasClient, MaasCredentials
 from bench import Result, at_least, at_most, benchmark
-from bench.asgi import AUTHORIZATION, get_request, load
-from bench.graphql import fetch
-from bench.serve import ServerProcess, server_process
+from bench.asgi import AUTHORIZATION, get_request
+from bench.serve import ServerProcess, against_bare, server_process
 from bench.upstream import ADMIN_KEY, simulator_process
 
 MiB = 1024 * 1024
@@ -136,25 +133,11 @@ class _PeakRss:
 
 @benchmark("rest-cached-list")
 def cached_list() -> list[Result]:
-    seconds, connections = 4.0, 16
     path = "/api/v1/boot-resources?expand=sets"
     with simulator_process(latency_ms=0, resources=50) as maas_url:
-        with server_process("gateway", maas_url) as gateway:
-            host, port = gateway.host_port
-            request = get_request(host, port, path)
-            body = asyncio.run(fetch(host, port, request))
-            gateway_rps, failures = asyncio.run(
-                load(host, port, request, seconds=seconds, connections=connections)
-            )
-        with tempfile.NamedTemporaryFile(suffix=".json") as stored:
-            Path(stored.name).write_bytes(body)
-            with server_process("bare", stored.name) as bare:
-                host, port = bare.host_port
-                bare_rps, _ = asyncio.run(
-                    load(host, port, request, seconds=seconds, connections=connections)
-                )
-    if failures:
-        raise RuntimeError(f"{failures} non-200 answers from the gateway")
+        gateway_rps, bare_rps, body = against_bare(
+            maas_url, lambda host, port: get_request(host, port, path)
+        )
     ratio = gateway_rps / bare_rps
     target, passed = at_least(ratio, 0.35)
     return [

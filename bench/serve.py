@@ -6,17 +6,18 @@ serves until stdin closes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.asgi import BENCH_TOKEN
+from bench.asgi import BENCH_TOKEN, fetch, load
 from bench.upstream import ADMIN_KEY
 
 if TYPE_CHECKING:
@@ -116,3 +117,31 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def against_bare(
+    maas_url: str,
+    request_for: Callable[[str, int], bytes],
+    *,
+    seconds: float = 4.0,
+    connections: int = 16,
+) -> tuple[float, float, bytes]:
+    """Requests per second of a gateway answering one request over and over, and of a bare ASGI
+    app sending the same answer's bytes, measured one after the other; and those bytes."""
+    with server_process("gateway", maas_url) as gateway:
+        host, port = gateway.host_port
+        request = request_for(host, port)
+        body = asyncio.run(fetch(host, port, request))
+        gateway_rps, failures = asyncio.run(
+            load(host, port, request, seconds=seconds, connections=connections)
+        )
+    if failures:
+        raise RuntimeError(f"{failures} non-200 answers from the gateway")
+    with tempfile.NamedTemporaryFile(suffix=".json") as stored:
+        Path(stored.name).write_bytes(body)
+        with server_process("bare", stored.name) as bare:
+            host, port = bare.host_port
+            bare_rps, _ = asyncio.run(
+                load(host, port, request_for(host, port), seconds=seconds, connections=connections)
+            )
+    return gateway_rps, bare_rps, body
