@@ -6,11 +6,12 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -100,6 +101,23 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             )
         return await super().parse_http_body(request)
 
+    async def execute_single(
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Any,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        # Strawberry lets subscriptions through HTTP for its streaming transports (off here),
+        # and graphql-core then fails inside one as an internal error; they need the WebSocket.
+        if _subscribes(request_data):
+            raise HTTPException(400, "subscriptions are served over WebSocket only")
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         code_errors(result)
         return await super().process_result(request, result)
@@ -176,3 +194,17 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)
+
+
+def _subscribes(request_data: GraphQLRequestData) -> bool:
+    query = request_data.query
+    # The substring check keeps the extra parse off every ordinary query's path.
+    if not isinstance(query, str) or "subscription" not in query:
+        return False
+    try:
+        operation = get_operation_ast(
+            parse(query, no_location=True, max_tokens=100_000), request_data.operation_name
+        )
+    except GraphQLError:
+        return False  # the normal path reports the syntax error
+    return operation is not None and operation.operation is OperationType.SUBSCRIPTION

@@ -132,15 +132,21 @@ def _selects(info: GInfo, names: frozenset[str]) -> bool:
     return False
 
 
+MAX_ID = 2**63 - 1
+"""The REST API's bound too (app/rest/deps.py): a larger id only makes MAAS's database fail."""
+
+
 def _parse_id(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
+    # Plain decimal digits only: int() would also take " 7", "+7" and "1_000".
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_ID)):
         raise ValidationFailed(
             f"{value!r} is not a valid id", fields={"id": ["must be an integer"]}
-        ) from None
-    if number <= 0:
-        raise ValidationFailed(f"{value!r} is not a valid id", fields={"id": ["must be > 0"]})
+        )
+    number = int(value)
+    if not 0 < number <= MAX_ID:
+        raise ValidationFailed(
+            f"{value!r} is not a valid id", fields={"id": [f"must be from 1 to {MAX_ID}"]}
+        )
     return number
 
 
