@@ -202,6 +202,9 @@ class EntityCache:
         # One counter for all generations, so a (family, scope) generation is the larger of its
         # family's and its scope's and still moves whenever either is bumped.
         self._counter = 0
+        # Told of every invalidation made here (e.g. to tell other replicas); None: nobody.
+        self.listener: Callable[[Family, Hashable | None], None] | None = None
+        self._ttl_cap: float | None = None
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -300,7 +303,7 @@ class EntityCache:
             outcome = CacheOutcome.COALESCED
             state.coalesced += 1
         if tracker is not None:
-            tracker._record(family, scope, loaded.generation, loaded.stored_at + policy.ttl)
+            tracker._record(family, scope, loaded.generation, loaded.stored_at + state.ttl)
             if loaded.stale:
                 tracker.served_stale = True
         return CacheResult(
@@ -446,6 +449,8 @@ class EntityCache:
         """
         state = self._families[family]
         self._counter += 1
+        if self.listener is not None:
+            self.listener(family, scope)
         if scope is None:
             state.generation = self._counter
             state.scope_generations.clear()
@@ -471,7 +476,26 @@ class EntityCache:
         """Change a family's policy; it applies at once to the entries already held."""
         state = self._families[family]
         state.policy = policy
-        state.ttl = policy.ttl
+        state.ttl = policy.ttl if self._ttl_cap is None else min(policy.ttl, self._ttl_cap)
+
+    @property
+    def ttl_cap(self) -> float | None:
+        return self._ttl_cap
+
+    def cap_ttls(self, cap: float | None) -> None:
+        """Make every entry fresh for at most `cap` seconds (None: the policies' TTLs again),
+        e.g. while invalidations from other replicas may be missed."""
+        if cap is not None and (self._ttl_cap is None or cap < self._ttl_cap):
+            # Stored responses were given the longer TTL: moving every generation makes them
+            # miss, while the entries stay for stale-if-error.
+            for state in self._families.values():
+                self._counter += 1
+                state.generation = self._counter
+                state.scope_generations.clear()
+        self._ttl_cap = cap
+        for state in self._families.values():
+            if state.policy is not None:
+                state.ttl = state.policy.ttl if cap is None else min(state.policy.ttl, cap)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per family: hits, misses, stale, coalesced, errors (failed loads), evictions, size."""

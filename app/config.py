@@ -117,6 +117,29 @@ class Settings(BaseSettings):
     import_poll_interval: PositiveFloat = Field(
         default=1.0, description="Seconds between import-progress polls while someone listens."
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by the replicas (redis://host:6379/0): writes invalidate every "
+        "replica's caches at once and reads share a second-level cache. Unset: no Redis.",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None, description="Password for redis_url (the chart reads it from a Secret)."
+    )
+    redis_shared_cache: bool = Field(
+        default=True,
+        description="With redis_url: share MAAS answers between replicas in Redis (never boot "
+        "sources, which hold keyrings).",
+    )
+    redis_timeout: PositiveFloat = Field(
+        default=0.25,
+        description="Seconds any Redis call may take before it counts as Redis being down; "
+        "also how long a write waits for the other replicas to apply it.",
+    )
+    redis_degraded_ttl: PositiveFloat = Field(
+        default=2.0,
+        description="While Redis is unreachable, the longest any cache entry stays fresh "
+        "(other replicas' writes cannot reach this one).",
+    )
     graphql_max_depth: PositiveInt = Field(default=10, description="Deepest GraphQL document.")
     graphql_max_aliases: PositiveInt = Field(default=30, description="Aliases per document.")
     graphql_max_tokens: PositiveInt = Field(default=2000, description="Tokens per document.")

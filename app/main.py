@@ -98,10 +98,19 @@ def create_app(
             resolver.start(maas)
             app.state.maas = maas
             observability.metrics.breakers = maas.breaker_states
+            if settings.redis_url is not None:
+                from app.redis_backend import RedisBackend
+
+                # Started, not awaited: Redis down at start only shortens TTLs (RedisBackend).
+                service.redis = RedisBackend(settings, cache)
+                service.redis.start()
             try:
                 yield
             finally:
                 resolver.stop()
+                if service.redis is not None:
+                    await service.redis.close()
+                    service.redis = None
 
     app = GatewayApp(
         title="maas-gateway",

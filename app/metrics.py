@@ -185,6 +185,7 @@ class _ScrapeTimeCollector(Collector):
         yield from self._requests()
         yield from self._upstream()
         yield from self._caches()
+        yield from self._redis()
         yield from self._readiness()
         info = GaugeMetricFamily(
             "maas_gateway_build_info", "The gateway's version.", labels=["version"]
@@ -314,6 +315,50 @@ class _ScrapeTimeCollector(Collector):
                 "Bytes of stored GraphQL responses.",
                 value=stats["bytes"],
             )
+
+    def _redis(self) -> Iterator[Metric]:
+        redis = self._service.redis
+        if redis is None:
+            return
+        yield GaugeMetricFamily(
+            "maas_gateway_redis_connected",
+            "1 while this replica hears the other replicas' invalidations through Redis.",
+            value=int(redis.connected),
+        )
+        yield GaugeMetricFamily(
+            "maas_gateway_cache_degraded",
+            "1 while Redis is unreachable and cache TTLs are capped at redis_degraded_ttl.",
+            value=int(redis.degraded),
+        )
+        yield CounterMetricFamily(
+            "maas_gateway_redis_reconnects",
+            "Subscriptions to the invalidation bus made (the first one included).",
+            value=redis.reconnects,
+        )
+        yield CounterMetricFamily(
+            "maas_gateway_redis_errors",
+            "Redis calls that failed or timed out (each answered as if Redis were off).",
+            value=redis.errors,
+        )
+        bus = CounterMetricFamily(
+            "maas_gateway_invalidations",
+            "Invalidation messages, by direction: published by this replica's writes or "
+            "applied from another replica's.",
+            labels=["direction"],
+        )
+        bus.add_metric(["published"], redis.published)
+        bus.add_metric(["applied"], redis.applied)
+        yield bus
+        shared = CounterMetricFamily(
+            "maas_gateway_shared_cache_requests",
+            "Lookups in the shared (Redis) cache after a local miss, by outcome: hit, miss or "
+            "error.",
+            labels=["outcome"],
+        )
+        shared.add_metric(["hit"], redis.l2_hits)
+        shared.add_metric(["miss"], redis.l2_misses)
+        shared.add_metric(["error"], redis.l2_errors)
+        yield shared
 
     def _readiness(self) -> Iterator[Metric]:
         health = self._health

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from app.cache import (
     CacheOutcome,
@@ -43,7 +44,11 @@ from app.models import (
     ResourceProgress,
 )
 
+if TYPE_CHECKING:
+    from app.redis_backend import RedisBackend
+
 T = TypeVar("T")
+P = ParamSpec("P")
 log = logging.getLogger(__name__)
 
 RESOURCE_FAMILIES = (Family.BOOT_RESOURCES, Family.BOOT_RESOURCE)
@@ -174,6 +179,21 @@ def to_selection(selection: maas.BootSourceSelection) -> BootSourceSelection:
     )
 
 
+def _publishes(
+    write: Callable[Concatenate[BootService, P], Awaitable[T]],
+) -> Callable[Concatenate[BootService, P], Awaitable[T]]:
+    """A write whose invalidations reach the other replicas before it returns (with Redis)."""
+
+    @functools.wraps(write)
+    async def publishing(self: BootService, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.redis is None:
+            return await write(self, *args, **kwargs)
+        async with self.redis.writing():
+            return await write(self, *args, **kwargs)
+
+    return publishing
+
+
 class BootService:
     """The one place that reads and writes MAAS for both faces, through the shared cache."""
 
@@ -194,6 +214,8 @@ class BootService:
         self._importing = False
         self._fanout = settings.fanout_concurrency
         self.max_fanout = settings.max_fanout
+        # Set by the app when Redis is configured: the invalidation bus and shared cache.
+        self.redis: RedisBackend | None = None
 
     def _note(self, result: CacheResult[Any]) -> None:
         log = _read_log.get()
@@ -210,6 +232,9 @@ class BootService:
         loader: Callable[[], Awaitable[T]],
         scope: object = None,
     ) -> T:
+        redis = self.redis
+        if redis is not None and redis.shares(family):
+            loader = redis.through(caller.principal, family, scope, key, loader)
         result = await self.cache.get(caller.principal, family, key, loader, scope=scope)
         self._note(result)
         return result.value
@@ -326,12 +351,14 @@ class BootService:
         shallow = await self.list_boot_resources(caller, resource_filter)
         return await self.get_boot_resources(caller, (r.id for r in shallow))
 
+    @_publishes
     async def delete_boot_resource(self, caller: Caller, resource_id: int) -> None:
         try:
             await caller.maas.delete_boot_resource(resource_id)
         finally:
             self._invalidate_resource(resource_id)
 
+    @_publishes
     async def upload_boot_resource(
         self,
         caller: Caller,
@@ -384,6 +411,7 @@ class BootService:
             importing=importing, incomplete=[r for r in resources if r.complete is False]
         )
 
+    @_publishes
     async def start_import(self, caller: Caller) -> bool:
         try:
             await caller.maas.start_import()
@@ -392,6 +420,7 @@ class BootService:
         self._adapt_ttls(True)
         return True
 
+    @_publishes
     async def stop_import(self, caller: Caller) -> bool:
         try:
             await caller.maas.stop_import()
@@ -402,7 +431,9 @@ class BootService:
     def ttl(self, family: Family) -> float:
         """How long an answer of `family` is fresh now (shorter while an import runs)."""
         policy = self.cache.policy(family)
-        return policy.ttl if policy is not None else 0.0
+        ttl = policy.ttl if policy is not None else 0.0
+        cap = self.cache.ttl_cap
+        return ttl if cap is None else min(ttl, cap)
 
     def _adapt_ttls(self, importing: bool) -> None:
         if importing == self._importing:
@@ -435,6 +466,7 @@ class BootService:
 
         return await self._read(caller, Family.BOOT_SOURCE, source_id, load, scope=source_id)
 
+    @_publishes
     async def create_boot_source(
         self,
         caller: Caller,
@@ -451,6 +483,7 @@ class BootService:
             self.cache.invalidate(Family.BOOT_SOURCES)
         return to_boot_source(created)
 
+    @_publishes
     async def update_boot_source(
         self,
         caller: Caller,
@@ -468,6 +501,7 @@ class BootService:
             self._invalidate_source(source_id)
         return to_boot_source(updated)
 
+    @_publishes
     async def delete_boot_source(self, caller: Caller, source_id: int) -> None:
         try:
             await caller.maas.delete_boot_source(source_id)
@@ -497,6 +531,7 @@ class BootService:
             caller, Family.SELECTIONS, ("one", selection_id), load, scope=source_id
         )
 
+    @_publishes
     async def create_selection(
         self,
         caller: Caller,
@@ -516,6 +551,7 @@ class BootService:
             self.cache.invalidate(Family.SELECTIONS, scope=source_id)
         return to_selection(created)
 
+    @_publishes
     async def update_selection(
         self,
         caller: Caller,
@@ -542,6 +578,7 @@ class BootService:
             self.cache.invalidate(Family.SELECTIONS, scope=source_id)
         return to_selection(updated)
 
+    @_publishes
     async def delete_selection(self, caller: Caller, source_id: int, selection_id: int) -> None:
         try:
             await caller.maas.delete_boot_source_selection(source_id, selection_id)

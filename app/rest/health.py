@@ -39,6 +39,9 @@ async def readyz(request: Request) -> Response:
         "reason": readiness.reason,
         **readiness.detail,
     }
+    if service.redis is not None:
+        # Degraded (Redis unreachable) still serves, with TTLs capped: said here, not hidden.
+        body["redis"] = service.redis.detail()
     return _json(body, 200 if readiness.ready else 503)
 
 

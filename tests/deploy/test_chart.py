@@ -35,7 +35,14 @@ CHART_META = load_values(CHART / "Chart.yaml")
 # Custom resources: not in the Kubernetes schemas, checked by test_service_monitor_* instead.
 CRD_KINDS = {"ServiceMonitor"}
 # Settings the chart sets itself (Secret, mounts, the image's CMD), so config must not.
-CHART_MANAGED_SETTINGS = {"maas_api_key", "maas_ca_bundle", "tokens_file", "host", "port"}
+CHART_MANAGED_SETTINGS = {
+    "maas_api_key",
+    "maas_ca_bundle",
+    "tokens_file",
+    "host",
+    "port",
+    "redis_password",
+}
 # A MAAS-shaped key (18:18:32), as the gateway's settings validate it.
 API_KEY = "ChartTestConsumer1:ChartTestTokenKey1:ChartTestTokenSecret000000000001"
 REAL_MAAS = {

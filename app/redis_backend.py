@@ -1,0 +1,394 @@
+"""Optional Redis backend: a cross-replica invalidation bus and a shared second-level cache."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from app.cache import Dependency, EntityCache, Family
+from app.config import Settings
+from app.models import (
+    Architecture,
+    BootResource,
+    BootResourceFile,
+    BootResourceSet,
+    BootResourceType,
+    BootSourceSelection,
+)
+
+__all__ = ["RedisBackend", "decode", "encode"]
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+CHANNEL = "maas-gateway:invalidate"
+_ACK_PREFIX = "maas-gateway:ack:"
+_GENERATIONS = "maas-gateway:generations"
+_EPOCH = "epoch"
+_VALUE_PREFIX = "maas-gateway:l2:"
+
+# Boot sources carry keyring data: they never leave the process, so nothing secret is in Redis.
+L2_FAMILIES = frozenset(
+    {Family.BOOT_RESOURCES, Family.BOOT_RESOURCE, Family.SELECTIONS, Family.IMPORT_STATUS}
+)
+
+_MAX_BACKOFF = 2.0
+
+# The invalidations of the write running in this context; None outside `BootService` writes.
+_pending: ContextVar[list[Dependency] | None] = ContextVar("redis_pending", default=None)
+
+# Only the gateway models L2 may hold can be decoded: a value is never executed or imported.
+_DATACLASSES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (Architecture, BootResource, BootResourceFile, BootResourceSet, BootSourceSelection)
+}
+_ENUMS: dict[str, type[enum.Enum]] = {BootResourceType.__name__: BootResourceType}
+
+
+def _plain(value: Any) -> Any:
+    # Before str: a StrEnum is a str too, and must come back as its enum.
+    if isinstance(value, enum.Enum) and type(value).__name__ in _ENUMS:
+        return {"e": type(value).__name__, "v": value.value}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    if dataclasses.is_dataclass(value) and type(value).__name__ in _DATACLASSES:
+        fields = dataclasses.fields(value)
+        return {"d": type(value).__name__, "f": [_plain(getattr(value, f.name)) for f in fields]}
+    raise TypeError(f"no L2 encoding for {type(value).__name__}")
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    if isinstance(value, dict):
+        if "d" in value:
+            return _DATACLASSES[value["d"]](*(_typed(item) for item in value["f"]))
+        if "e" in value:
+            return _ENUMS[value["e"]](value["v"])
+        return datetime.fromisoformat(value["t"])
+    return value
+
+
+def encode(value: Any) -> bytes:
+    """A gateway model (or a list of them, or a plain value) as JSON with explicit type tags."""
+    return orjson.dumps(_plain(value))
+
+
+def decode(data: bytes | str) -> Any:
+    return _typed(orjson.loads(data))
+
+
+def _field(family: Family, scope: Hashable | None) -> str:
+    return family.value if scope is None else f"{family.value}:{scope}"
+
+
+class RedisBackend:
+    """One replica's link to the shared Redis.
+
+    Bus: each write publishes the (family, scope) pairs it invalidated as one message and waits,
+    up to `redis_timeout`, until every other subscribed replica acknowledged applying it, so a
+    read that follows the write anywhere sees the new data. While the subscription is down the
+    local caches keep entries for at most `redis_degraded_ttl`; on reconnecting everything
+    cached locally is dropped (messages may have been missed).
+
+    L2: a local miss asks Redis before MAAS. Keys hash the principal, the entry's key and the
+    current generations of its family and scope, which every write bumps in Redis, so an entry
+    stored before a write can never be read after it. Any Redis error or timeout reads as a
+    miss: Redis never fails a request.
+    """
+
+    def __init__(self, settings: Settings, cache: EntityCache) -> None:
+        from redis.asyncio import Redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        if settings.redis_url is None:
+            raise ValueError("RedisBackend needs redis_url")
+        password = settings.redis_password
+        self._timeout = settings.redis_timeout
+        self._degraded_ttl = settings.redis_degraded_ttl
+        self._redis = Redis.from_url(
+            settings.redis_url,
+            password=password.get_secret_value() if password is not None else None,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            # A retry would double how long a dead Redis holds a request; the caller degrades.
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=1,
+        )
+        self.cache = cache
+        self.shared_cache = settings.redis_shared_cache
+        # Tells this replica's own messages and acknowledgements apart from everyone else's.
+        self.origin = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self.connected = False
+        self.reconnects = 0
+        self.published = self.applied = self.errors = 0
+        self.l2_hits = self.l2_misses = self.l2_errors = 0
+        self._applying = False
+        self._sequence = 0
+        self._acks: dict[int, list[Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._degraded_logged = False
+        cache.listener = self._record
+        # Until the subscription is up, other replicas' writes cannot reach this one.
+        cache.cap_ttls(self._degraded_ttl)
+
+    # Lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._subscribe(), name="redis-invalidation-bus")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._tasks):
+            task.cancel()
+        self.cache.listener = None
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+    @property
+    def degraded(self) -> bool:
+        return not self.connected
+
+    def detail(self) -> dict[str, Any]:
+        """For /readyz: a degraded replica still serves, with short TTLs."""
+        return {
+            "connected": self.connected,
+            "degraded": self.degraded,
+            "ttl_cap_s": self.cache.ttl_cap,
+            "shared_cache": self.shared_cache,
+            "reconnects": self.reconnects,
+        }
+
+    # Bus --------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Around one write: what it invalidates goes out as one message when it ends."""
+        pending: list[Dependency] = []
+        token = _pending.set(pending)
+        try:
+            yield
+        finally:
+            _pending.reset(token)
+            if pending:
+                await self.publish(pending)
+
+    def _record(self, family: Family, scope: Hashable | None) -> None:
+        if self._applying:
+            return
+        pending = _pending.get()
+        if pending is not None:
+            pending.append((family, scope))
+            return
+        # An invalidation outside a write (the end of an import, seen by this replica first).
+        task = asyncio.get_running_loop().create_task(self.publish([(family, scope)]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def publish(self, invalidations: Sequence[Dependency]) -> None:
+        """Bump the Redis generations, tell the other replicas and wait for them to apply it."""
+        unique = list(dict.fromkeys(invalidations))
+        self._sequence += 1
+        sequence = self._sequence
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # [acks seen, acks expected (None until PUBLISH says), future]: an ack may come first.
+        self._acks[sequence] = [0, None, waiter]
+        message = orjson.dumps(
+            {"o": self.origin, "n": sequence, "i": [[f.value, s] for f, s in unique]}
+        )
+        try:
+            async with asyncio.timeout(self._timeout):
+                pipe = self._redis.pipeline(transaction=True)
+                for family, scope in unique:
+                    pipe.hincrby(_GENERATIONS, _field(family, scope), 1)
+                pipe.publish(CHANNEL, message)
+                replies = await pipe.execute()
+            self.published += 1
+            receivers = int(replies[-1]) - (1 if self.connected else 0)
+            state = self._acks[sequence]
+            state[1] = receivers
+            if state[0] >= receivers:
+                return
+            async with asyncio.timeout(self._timeout):
+                await waiter
+        except Exception as error:  # any Redis failure: the TTL cap bounds what others serve
+            self._error("publish", error)
+        finally:
+            self._acks.pop(sequence, None)
+
+    async def _subscribe(self) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.subscribe(CHANNEL, _ACK_PREFIX + self.origin)
+                await self._connected()
+                backoff = 0.05
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        await self._handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._disconnected(error)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py untyped
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _connected(self) -> None:
+        # Writes may have happened while this replica could not hear them.
+        self.cache.clear()
+        if self._degraded_logged:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._timeout):
+                    # And other replicas' L2 entries may predate writes nobody could bump.
+                    await self._redis.hincrby(_GENERATIONS, _EPOCH, 1)
+        if self._degraded_logged:
+            log.warning("redis reachable again: cross-replica invalidation restored")
+        self.reconnects += 1
+        self._degraded_logged = False
+        self.connected = True
+        self.cache.cap_ttls(None)
+
+    def _disconnected(self, error: BaseException) -> None:
+        self.connected = False
+        self.cache.cap_ttls(self._degraded_ttl)
+        if not self._degraded_logged:
+            self._degraded_logged = True
+            log.warning(
+                "redis unreachable (%s): cache TTLs capped at %ss until it is back",
+                type(error).__name__,
+                self._degraded_ttl,
+            )
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if channel != CHANNEL:
+            state = self._acks.get(int(message["data"]))
+            if state is not None:
+                state[0] += 1
+                if state[1] is not None and state[0] >= state[1] and not state[2].done():
+                    state[2].set_result(None)
+            return
+        body = orjson.loads(message["data"])
+        if body["o"] == self.origin:
+            return
+        self._applying = True
+        try:
+            for family, scope in body["i"]:
+                self.cache.invalidate(Family(family), scope)
+        finally:
+            self._applying = False
+        self.applied += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.publish(_ACK_PREFIX + body["o"], str(body["n"]))
+        except Exception as error:
+            self._error("acknowledge", error)
+
+    def _error(self, what: str, error: BaseException) -> None:
+        self.errors += 1
+        log.debug("redis %s failed: %s", what, type(error).__name__)
+
+    # Shared cache ------------------------------------------------------------------------------
+
+    def shares(self, family: Family) -> bool:
+        return self.shared_cache and family in L2_FAMILIES
+
+    def through(
+        self,
+        principal: str,
+        family: Family,
+        scope: Hashable | None,
+        key: Hashable,
+        loader: Callable[[], Awaitable[T]],
+    ) -> Callable[[], Awaitable[T]]:
+        """`loader` behind the shared cache: Redis first, then MAAS (stored for the others)."""
+
+        async def load() -> T:
+            name = await self._l2_name(principal, family, scope, key)
+            if name is not None:
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        data = await self._redis.get(name)
+                except Exception as error:
+                    self.l2_errors += 1
+                    self._error("get", error)
+                else:
+                    if data is not None:
+                        self.l2_hits += 1
+                        value: T = decode(data)
+                        return value
+                    self.l2_misses += 1
+            value = await loader()
+            if name is not None:
+                policy = self.cache.policy(family)
+                ttl = policy.ttl if policy is not None else 0.0
+                if ttl >= 1:
+                    self._store(name, encode(value), int(ttl))
+            return value
+
+        return load
+
+    async def _l2_name(
+        self, principal: str, family: Family, scope: Hashable | None, key: Hashable
+    ) -> str | None:
+        """The Redis key for an entry under the current generations; None if Redis is down."""
+        if not self.connected:
+            return None
+        try:
+            async with asyncio.timeout(self._timeout):
+                generations = await self._redis.hmget(
+                    _GENERATIONS, [_EPOCH, family.value, _field(family, scope)]
+                )
+        except Exception as error:
+            self.l2_errors += 1
+            self._error("generations", error)
+            return None
+        # Hashed: neither the principal nor the entry's key can be read back from Redis.
+        digest = hashlib.blake2b(digest_size=20)
+        for part in (principal, family.value, repr(scope), repr(key), *map(repr, generations)):
+            digest.update(part.encode() + b"\0")
+        return _VALUE_PREFIX + digest.hexdigest()
+
+    def _store(self, name: str, data: bytes, ttl: int) -> None:
+        async def store() -> None:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._redis.set(name, data, ex=ttl)
+            except Exception as error:
+                self.l2_errors += 1
+                self._error("set", error)
+
+        # The caller has its value; storing it for the other replicas need not delay it.
+        task = asyncio.get_running_loop().create_task(store())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,419 @@
+"""Replicas sharing a real redis-server: cross-replica invalidation, the shared cache, outages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.models import (
+    Architecture,
+    BootResource,
+    BootResourceFile,
+    BootResourceSet,
+    BootResourceType,
+    BootSourceSelection,
+)
+from app.redis_backend import decode, encode
+from app.serving import BackgroundServer
+from tests.conftest import ADMIN_KEY
+from tests.gateway import reset_counts, upstream_counts
+
+if shutil.which("redis-server") is None and not os.environ.get("CI"):
+    pytest.skip("redis-server is not installed (CI installs it)", allow_module_level=True)
+
+# A gateway process of its own, configured by MAAS_GATEWAY_* variables; serves until stdin ends.
+_GATEWAY = """
+import sys
+from app.main import create_app
+from app.serving import BackgroundServer
+from tests.gateway import gateway_settings
+app = create_app(gateway_settings(sys.argv[1], sys.argv[2], log_level="warning"))
+with BackgroundServer(app) as server:
+    print(server.url, flush=True)
+    sys.stdin.read()
+"""
+
+
+def _get(url: str) -> httpx.Response:
+    # Plain HTTP on loopback: verify=False skips loading a CA bundle (30 ms a call).
+    return httpx.get(url, verify=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A throwaway redis-server on loopback, without persistence, that a test can kill."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.command("PING") == "+PONG":
+                return
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def command(self, *words: str) -> str:
+        """One command in Redis's inline protocol; the raw first reply line ('' if down)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(" ".join(words).encode() + b"\r\n")
+                return conn.recv(1 << 20).decode(errors="replace").split("\r\n")[0]
+        except OSError:
+            return ""
+
+    def dump(self) -> bytes:
+        """Every key and value it holds, for a look at what reached Redis."""
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "--no-raw", "KEYS", "*"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        values = [
+            subprocess.run(
+                ["redis-cli", "-p", str(self.port), "DUMP", key],
+                capture_output=True,
+                check=True,
+            ).stdout
+            for key in out.decode().split()
+            if key.strip('"')
+        ]
+        return out + b"".join(values)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@dataclass
+class Replica:
+    url: str
+    process: subprocess.Popen[str]
+
+    def readiness(self) -> dict[str, Any]:
+        body: dict[str, Any] = _get(f"{self.url}/readyz").json()
+        return body
+
+    def wait_connected(self, connected: bool = True, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.readiness()["redis"]["connected"] is connected:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"redis connected never became {connected}: {self.readiness()}")
+
+
+@contextmanager
+def replica(simulator: BackgroundServer, redis_url: str, **settings: str) -> Iterator[Replica]:
+    env = dict(os.environ, MAAS_GATEWAY_REDIS_URL=redis_url)
+    env.update({f"MAAS_GATEWAY_{name.upper()}": value for name, value in settings.items()})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _GATEWAY, simulator.url, ADMIN_KEY],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        assert url.startswith("http://"), f"the gateway did not start (said {url!r})"
+        yield Replica(url, child)
+    finally:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.close()
+        child.stdout.close()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@contextmanager
+def replicas(
+    n: int, simulator: BackgroundServer, redis_url: str, **settings: str
+) -> Iterator[list[Replica]]:
+    with ExitStack() as stack:
+        started = [stack.enter_context(replica(simulator, redis_url, **settings)) for _ in range(n)]
+        for one in started:
+            one.wait_connected()
+        yield started
+
+
+SELECTION = "/api/v1/boot-sources/1/selections"
+SOURCE = "/api/v1/boot-sources/1"
+# A query string tells versions of the source apart and keeps the simulator's images index.
+STREAM = "http://images.maas.io/ephemeral-v3/stable/"
+# Every non-empty set of the simulator's architectures: values a selection accepts.
+ARCH_SETS = [
+    sorted(a for bit, a in enumerate(("amd64", "arm64", "ppc64el", "s390x")) if mask >> bit & 1)
+    for mask in range(1, 16)
+]
+
+
+def _first_selection(url: str) -> int:
+    selections = _get(f"{url}{SELECTION}").json()
+    selection_id: int = selections[0]["id"]
+    return selection_id
+
+
+def _arches(url: str, selection_id: int) -> list[str]:
+    body = _get(f"{url}{SELECTION}/{selection_id}").json()
+    arches: list[str] = body["arches"]
+    return arches
+
+
+def _set_arches(url: str, selection_id: int, arches: list[str]) -> None:
+    response = httpx.patch(
+        f"{url}{SELECTION}/{selection_id}", json={"arches": arches}, verify=False
+    )
+    assert response.status_code == 200, response.text
+
+
+def _source_url(url: str) -> str:
+    value: str = _get(f"{url}{SOURCE}").json()["url"]
+    return value
+
+
+def _set_source_url(client: httpx.Client, url: str, value: str) -> None:
+    response = client.patch(f"{url}{SOURCE}", json={"url": value})
+    assert response.status_code == 200, response.text
+
+
+def test_a_write_through_one_replica_is_never_followed_by_a_stale_read_through_the_other(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    with replicas(2, simulator, redis_server.url) as (a, b), httpx.Client(verify=False) as client:
+        selection_id = _first_selection(a.url)
+        for step in range(40):
+            writer, reader = (a, b) if step % 2 == 0 else (b, a)
+            arches = ARCH_SETS[step % len(ARCH_SETS)]
+            source = f"{STREAM}?v={step}"
+            # Both caches (entity and stored answer) hold the old values before the write.
+            for _ in range(2):
+                _arches(reader.url, selection_id)
+                _source_url(reader.url)
+                _get(f"{reader.url}{SELECTION}")
+            _set_arches(writer.url, selection_id, arches)
+            assert _arches(reader.url, selection_id) == arches
+            listed = _get(f"{reader.url}{SELECTION}").json()
+            assert [s["arches"] for s in listed if s["id"] == selection_id] == [arches]
+            _set_source_url(client, writer.url, source)
+            assert _source_url(reader.url) == source
+
+
+def test_reads_racing_writes_on_another_replica_never_go_back_in_time(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    def version(url: str) -> int:
+        return int(url.rsplit("=", 1)[1])
+
+    with replicas(2, simulator, redis_server.url) as (a, b):
+        with httpx.Client(verify=False) as client:
+            _set_source_url(client, a.url, f"{STREAM}?v=0")
+        written: list[tuple[float, int]] = []  # (when the write returned, its value)
+        read: list[tuple[float, int]] = []  # (when the read started, what it saw)
+        done = threading.Event()
+
+        def reader(url: str) -> None:
+            with httpx.Client(verify=False) as client:
+                while not done.is_set():
+                    started = time.monotonic()
+                    body = client.get(f"{url}{SOURCE}").json()
+                    read.append((started, version(body["url"])))
+
+        threads = [threading.Thread(target=reader, args=(url,)) for url in (b.url, b.url, a.url)]
+        for thread in threads:
+            thread.start()
+        try:
+            with httpx.Client(verify=False) as client:
+                for value in range(1, 61):
+                    url = a.url if value % 3 else b.url
+                    _set_source_url(client, url, f"{STREAM}?v={value}")
+                    written.append((time.monotonic(), value))
+                    time.sleep(0.003 * (value % 4))
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join()
+        assert len(read) > 100
+        for started, seen in read:
+            newest = max((v for at, v in written if at < started), default=0)
+            assert seen >= newest, f"a read started after write {newest} returned saw {seen}"
+
+
+def test_the_shared_cache_cuts_upstream_calls_of_n_replicas_to_those_of_one(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    with replicas(3, simulator, redis_server.url) as group:
+        reset_counts(simulator.url)
+        for one in group:
+            for path in ("/api/v1/boot-resources", f"{SELECTION}", "/api/v1/boot-resources/1"):
+                assert _get(f"{one.url}{path}").status_code == 200
+        calls = upstream_counts(simulator.url)
+    reads = {path: count for path, count in calls.items() if "version" not in path}
+    assert reads and all(count == 1 for count in reads.values()), reads
+
+
+def test_without_the_shared_cache_each_replica_calls_maas_itself(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    with replicas(3, simulator, redis_server.url, redis_shared_cache="false") as group:
+        reset_counts(simulator.url)
+        for one in group:
+            assert _get(f"{one.url}/api/v1/boot-resources").status_code == 200
+        calls = upstream_counts(simulator.url)
+    assert 3 in calls.values(), calls
+
+
+def test_nothing_secret_reaches_redis_when_boot_sources_are_read(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    with replicas(1, simulator, redis_server.url) as (one,):
+        sources = _get(f"{one.url}/api/v1/boot-sources").json()
+        assert _get(f"{one.url}/api/v1/boot-sources/1").status_code == 200
+        assert _get(f"{one.url}/api/v1/boot-resources").status_code == 200
+        time.sleep(0.2)  # stores to the shared cache run after the answer
+        held = redis_server.dump()
+    assert b"maas-gateway:l2:" in held  # the resources were shared...
+    keyrings = [s["keyring_data"] for s in sources if s.get("keyring_data")]
+    for secret in [*keyrings, ADMIN_KEY.split(":")[2], "keyring", sources[0]["url"]]:
+        assert secret.encode() not in held  # ...the boot sources and the credential were not
+
+
+def test_killing_and_restarting_redis_loses_no_correctness(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    with replicas(2, simulator, redis_server.url, redis_degraded_ttl="0.5") as (a, b):
+        selection_id = _first_selection(a.url)
+        assert _arches(b.url, selection_id) == _arches(a.url, selection_id)
+        redis_server.kill()
+        b.wait_connected(False)
+        detail = b.readiness()
+        assert detail["status"] == "ready"
+        assert detail["redis"] == {**detail["redis"], "degraded": True, "ttl_cap_s": 0.5}
+        metrics = _get(f"{b.url}/metrics").text
+        assert "maas_gateway_cache_degraded 1.0" in metrics
+        assert "maas_gateway_redis_connected 0.0" in metrics
+        # Writes and reads still work; another replica's write shows once the short TTL ends.
+        _arches(b.url, selection_id)
+        _set_arches(a.url, selection_id, ["s390x"])
+        time.sleep(0.6)
+        assert _arches(b.url, selection_id) == ["s390x"]
+
+        redis_server.start()
+        a.wait_connected()
+        b.wait_connected()
+        assert b.readiness()["redis"]["ttl_cap_s"] is None
+        assert "maas_gateway_cache_degraded 0.0" in _get(f"{b.url}/metrics").text
+        for step in range(10):
+            writer, reader = (a, b) if step % 2 == 0 else (b, a)
+            arches = ARCH_SETS[step]
+            _arches(reader.url, selection_id)
+            _set_arches(writer.url, selection_id, arches)
+            assert _arches(reader.url, selection_id) == arches
+
+
+def test_a_gateway_serves_with_short_ttls_when_redis_is_down_at_start(
+    simulator: BackgroundServer, tmp_path: Path
+) -> None:
+    down = RedisServer(tmp_path)  # never started: nothing listens on its port
+    with replica(simulator, down.url, redis_degraded_ttl="0.5") as one:
+        assert _get(f"{one.url}/api/v1/boot-resources").status_code == 200
+        detail = one.readiness()
+        assert detail["status"] == "ready"
+        assert detail["redis"]["connected"] is False
+        assert detail["redis"]["ttl_cap_s"] == 0.5
+        down.start()
+        try:
+            one.wait_connected()
+            assert _get(f"{one.url}/api/v1/boot-resources").status_code == 200
+        finally:
+            down.kill()
+
+
+def test_shared_cache_values_round_trip_through_their_encoding() -> None:
+    resource = BootResource(
+        id=7,
+        name="ubuntu/noble",
+        os="ubuntu",
+        release="noble",
+        architecture=Architecture(arch="amd64", subarch="generic"),
+        title="Ubuntu 24.04",
+        type=BootResourceType.SYNCED,
+        subarches=["generic", "hwe-24.04"],
+        last_deployed=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        base_image=None,
+        sets=[
+            BootResourceSet(
+                version="20260101",
+                label="stable",
+                size=3 * 2**31,
+                complete=False,
+                progress=42.5,
+                files=[
+                    BootResourceFile(
+                        filename="root.tgz",
+                        filetype="root-tgz",
+                        size=3 * 2**31,
+                        sha256="ab" * 32,
+                        complete=False,
+                        progress=42.5,
+                    )
+                ],
+            )
+        ],
+    )
+    selection = BootSourceSelection(id=1, boot_source_id=1, os="ubuntu", release="noble")
+    for value in ([resource], resource, [selection], True, None):
+        # repr too: a StrEnum equals its string, but must come back as the enum.
+        assert decode(encode(value)) == value
+        assert repr(decode(encode(value))) == repr(value)
