@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-MODULES: tuple[str, ...] = ("bench.fanout", "bench.graphql", "bench.rest")
+MODULES: tuple[str, ...] = ("bench.fanout", "bench.graphql", "bench.rest", "bench.load")
 """Every benchmark module; importing one registers its benchmarks."""
 
 

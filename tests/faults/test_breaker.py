@@ -12,8 +12,9 @@ import pytest
 from app.errors import UpstreamUnavailable
 from app.maas.breaker import Breaker, State, family_of
 from app.serving import BackgroundServer
-from tests.faults.conftest import GatewayFactory, Resources
+from tests.faults.conftest import GatewayFactory
 from tests.gateway import set_faults, upstream_counts
+from tests.leaks import Resources
 
 
 class Clock:

@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from app.serving import BackgroundServer, bind_socket
-from tests.faults.conftest import DEADLINE, TIMEOUT, GatewayFactory, Resources
+from tests.faults.conftest import DEADLINE, TIMEOUT, GatewayFactory
 from tests.gateway import gql, set_faults
+from tests.leaks import Resources
 
 LIST_SOURCES = "{ bootSources { id url } }"
 CREATE_SOURCE = """mutation($input: CreateBootSourceInput!) {
