@@ -146,6 +146,18 @@ class RedisBackend:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._degraded_logged = False
+        # A write whose message may not have gone out: the next connection flushes everyone.
+        self._missed = False
+        # Part of every shared key: replicas running different model versions never share.
+        self._schema = hashlib.blake2b(
+            repr(
+                sorted(
+                    (name, [f.name for f in dataclasses.fields(cls)])
+                    for name, cls in _DATACLASSES.items()
+                )
+            ).encode(),
+            digest_size=8,
+        ).hexdigest()
         cache.listener = self._record
         # Until the subscription is up, other replicas' writes cannot reach this one.
         cache.cap_ttls(self._degraded_ttl)
@@ -209,6 +221,11 @@ class RedisBackend:
 
     async def publish(self, invalidations: Sequence[Dependency]) -> None:
         """Bump the Redis generations, tell the other replicas and wait for them to apply it."""
+        if not self.connected:
+            # Not worth a timeout per write: on reconnecting, this replica tells every other
+            # one to drop everything (see `_connected`).
+            self._missed = True
+            return
         unique = list(dict.fromkeys(invalidations))
         self._sequence += 1
         sequence = self._sequence
@@ -234,6 +251,7 @@ class RedisBackend:
             async with asyncio.timeout(self._timeout):
                 await waiter
         except Exception as error:  # any Redis failure: the TTL cap bounds what others serve
+            self._missed = True
             self._error("publish", error)
         finally:
             self._acks.pop(sequence, None)
@@ -264,17 +282,20 @@ class RedisBackend:
     async def _connected(self) -> None:
         # Writes may have happened while this replica could not hear them.
         self.cache.clear()
-        if self._degraded_logged:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._timeout):
-                    # And other replicas' L2 entries may predate writes nobody could bump.
-                    await self._redis.hincrby(_GENERATIONS, _EPOCH, 1)
-        if self._degraded_logged:
-            log.warning("redis reachable again: cross-replica invalidation restored")
         self.reconnects += 1
-        self._degraded_logged = False
         self.connected = True
         self.cache.cap_ttls(None)
+        if self._degraded_logged or self._missed:
+            log.warning("redis reachable: cross-replica invalidation restored")
+            self._degraded_logged = self._missed = False
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._timeout):
+                    # Shared entries may predate writes whose generations nobody could bump.
+                    await self._redis.hincrby(_GENERATIONS, _EPOCH, 1)
+            # And this replica's own writes meanwhile may never have reached the others.
+            task = asyncio.get_running_loop().create_task(self.publish([(f, None) for f in Family]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _disconnected(self, error: BaseException) -> None:
         self.connected = False
@@ -344,10 +365,16 @@ class RedisBackend:
                     self._error("get", error)
                 else:
                     if data is not None:
-                        self.l2_hits += 1
-                        value: T = decode(data)
-                        return value
-                    self.l2_misses += 1
+                        try:
+                            value: T = decode(data)
+                        except (KeyError, TypeError, ValueError) as error:
+                            self.l2_errors += 1
+                            self._error("decode", error)
+                        else:
+                            self.l2_hits += 1
+                            return value
+                    else:
+                        self.l2_misses += 1
             value = await loader()
             if name is not None:
                 policy = self.cache.policy(family)
@@ -375,7 +402,8 @@ class RedisBackend:
             return None
         # Hashed: neither the principal nor the entry's key can be read back from Redis.
         digest = hashlib.blake2b(digest_size=20)
-        for part in (principal, family.value, repr(scope), repr(key), *map(repr, generations)):
+        parts = (self._schema, principal, family.value, repr(scope), repr(key))
+        for part in (*parts, *map(repr, generations)):
             digest.update(part.encode() + b"\0")
         return _VALUE_PREFIX + digest.hexdigest()
 
