@@ -297,7 +297,12 @@ class Mutation:
     async def upload_boot_resource(
         self, info: GInfo, file: Upload, input: types.UploadBootResourceInput
     ) -> types.BootResourcePayload:
-        upload: UploadFile = file  # type: ignore[assignment]
+        upload: object = file
+        if not isinstance(upload, UploadFile):
+            # The Upload scalar takes any literal too; only a multipart part is a file.
+            raise ValidationFailed(
+                "file must be a multipart file part", fields={"file": ["must be a file"]}
+            )
         try:
             return await _upload(info.context, upload, input)
         finally:
