@@ -7,7 +7,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-MODULES: tuple[str, ...] = ("bench.fanout", "bench.graphql", "bench.rest", "bench.load")
+MODULES: tuple[str, ...] = (
+    "bench.fanout",
+    "bench.graphql",
+    "bench.rest",
+    "bench.load",
+    "bench.replicas",
+)
 """Every benchmark module; importing one registers its benchmarks."""
 
 
