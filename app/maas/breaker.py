@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from app.errors import UpstreamUnavailable
+from app.errors import GatewayError, UpstreamUnavailable
 
 FAMILIES = ("boot-resources", "boot-sources", "selections", "import", "upload", "discovery")
 """Endpoint families (gateway-anchors.md §5.6): upload chunk PUTs have their own, so a slow or
@@ -135,6 +136,26 @@ class Breakers:
 
     def for_operation(self, operation: str) -> Breaker:
         return self._breakers[family_of(operation)]
+
+    @contextmanager
+    def guard(self, operation: str) -> Iterator[None]:
+        """Run one call (its retries included) through its family's breaker: fail fast while
+        it is open, and count how the call ended."""
+        breaker = self.for_operation(operation)
+        probe = breaker.acquire()
+        try:
+            yield
+        except GatewayError as exc:
+            # Only MAAS being down or broken counts: a 4xx is MAAS answering properly.
+            if exc.status >= 500 and exc.details.get("upstream_status", 500) >= 500:
+                breaker.failed(probe)
+            else:
+                breaker.succeeded(probe)
+            raise
+        except BaseException:
+            breaker.abandoned(probe)
+            raise
+        breaker.succeeded(probe)
 
     def snapshot(self) -> dict[str, BreakerState]:
         return {family: b.snapshot() for family, b in self._breakers.items()}

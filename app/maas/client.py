@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import hashlib
@@ -664,52 +665,26 @@ class MaasClient:
         """Send one MAAS request through its family's breaker (failing fast while it is open),
         under the concurrency bound, retrying as `retry` allows."""
         breakers = self._pool.breakers
-        if breakers is None:
+        with breakers.guard(operation) if breakers is not None else contextlib.nullcontext():
             return await self._exchange(
                 operation,
                 method,
                 path,
-                params,
-                form,
-                content,
-                content_type,
-                stream_content,
-                retry,
-                missing_on_500,
+                params=params,
+                form=form,
+                content=content,
+                content_type=content_type,
+                stream_content=stream_content,
+                retry=retry,
+                missing_on_500=missing_on_500,
             )
-        breaker = breakers.for_operation(operation)
-        probe = breaker.acquire()
-        try:
-            response = await self._exchange(
-                operation,
-                method,
-                path,
-                params,
-                form,
-                content,
-                content_type,
-                stream_content,
-                retry,
-                missing_on_500,
-            )
-        except GatewayError as exc:
-            # Only MAAS being down or broken counts: a 4xx is MAAS answering properly.
-            if exc.status >= 500 and exc.details.get("upstream_status", 500) >= 500:
-                breaker.failed(probe)
-            else:
-                breaker.succeeded(probe)
-            raise
-        except BaseException:
-            breaker.abandoned(probe)
-            raise
-        breaker.succeeded(probe)
-        return response
 
     async def _exchange(
         self,
         operation: str,
         method: str,
         path: str | httpx.URL,
+        *,
         params: dict[str, str] | None,
         form: _Form | None,
         content: bytes | None,
