@@ -220,6 +220,20 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("must be redis://host[:port][/db] or rediss://...")
+        if parts.password is not None:
+            # Settings are printed and rendered into a ConfigMap; the password is a Secret.
+            raise ValueError("must not hold a password: set redis_password instead")
+        return value
+
     @field_validator("anonymous_scopes")
     @classmethod
     def _check_anonymous_scopes(cls, value: str) -> str:

@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from app.config import Settings
 from app.models import (
     Architecture,
     BootResource,
@@ -299,8 +301,13 @@ def test_the_shared_cache_cuts_upstream_calls_of_n_replicas_to_those_of_one(
             for path in ("/api/v1/boot-resources", f"{SELECTION}", "/api/v1/boot-resources/1"):
                 assert _get(f"{one.url}{path}").status_code == 200
         calls = upstream_counts(simulator.url)
+        shared = [_get(f"{one.url}/metrics").text for one in group]
     reads = {path: count for path, count in calls.items() if "version" not in path}
     assert reads and all(count == 1 for count in reads.values()), reads
+    # The first replica loaded from MAAS; the others found its answers in Redis.
+    assert 'maas_gateway_shared_cache_requests_total{outcome="miss"} 3.0' in shared[0]
+    for metrics in shared[1:]:
+        assert 'maas_gateway_shared_cache_requests_total{outcome="hit"} 3.0' in metrics
 
 
 def test_without_the_shared_cache_each_replica_calls_maas_itself(
@@ -417,3 +424,9 @@ def test_shared_cache_values_round_trip_through_their_encoding() -> None:
         # repr too: a StrEnum equals its string, but must come back as the enum.
         assert decode(encode(value)) == value
         assert repr(decode(encode(value))) == repr(value)
+
+
+def test_a_redis_url_holding_a_password_is_refused() -> None:
+    with pytest.raises(ValidationError, match="set redis_password instead"):
+        Settings(redis_url="redis://:hunter2@redis:6379/0")
+    assert Settings(redis_url=" ").redis_url is None
