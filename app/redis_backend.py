@@ -114,9 +114,15 @@ class RedisBackend:
     """
 
     def __init__(self, settings: Settings, cache: EntityCache) -> None:
-        from redis.asyncio import Redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        try:
+            from redis.asyncio import Redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError:
+            raise RuntimeError(
+                "MAAS_GATEWAY_REDIS_URL is set but the redis package is missing: "
+                "install maas-gateway[redis]"
+            ) from None
 
         if settings.redis_url is None:
             raise ValueError("RedisBackend needs redis_url")
