@@ -31,19 +31,21 @@ from app.models import (
 )
 from app.redis_backend import decode, encode
 from app.serving import BackgroundServer
-from tests.conftest import ADMIN_KEY
-from tests.gateway import reset_counts, upstream_counts
+from tests.conftest import ADMIN_KEY, USER_KEY
+from tests.gateway import bearer, reset_counts, upstream_counts
 
 if shutil.which("redis-server") is None and not os.environ.get("CI"):
     pytest.skip("redis-server is not installed (CI installs it)", allow_module_level=True)
 
-# A gateway process of its own, configured by MAAS_GATEWAY_* variables; serves until stdin ends.
+# A gateway process of its own, configured by MAAS_GATEWAY_* variables and name=value arguments
+# (given to tests.gateway.gateway_settings); serves until its stdin ends.
 _GATEWAY = """
 import sys
 from app.main import create_app
 from app.serving import BackgroundServer
 from tests.gateway import gateway_settings
-app = create_app(gateway_settings(sys.argv[1], sys.argv[2], log_level="warning"))
+overrides = dict(arg.split("=", 1) for arg in sys.argv[3:])
+app = create_app(gateway_settings(sys.argv[1], sys.argv[2], log_level="warning", **overrides))
 with BackgroundServer(app) as server:
     print(server.url, flush=True)
     sys.stdin.read()
@@ -152,11 +154,13 @@ class Replica:
 
 
 @contextmanager
-def replica(simulator: BackgroundServer, redis_url: str, **settings: str) -> Iterator[Replica]:
+def replica(
+    simulator: BackgroundServer, redis_url: str, *arguments: str, **settings: str
+) -> Iterator[Replica]:
     env = dict(os.environ, MAAS_GATEWAY_REDIS_URL=redis_url)
     env.update({f"MAAS_GATEWAY_{name.upper()}": value for name, value in settings.items()})
     child = subprocess.Popen(
-        [sys.executable, "-c", _GATEWAY, simulator.url, ADMIN_KEY],
+        [sys.executable, "-c", _GATEWAY, simulator.url, ADMIN_KEY, *arguments],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -319,6 +323,27 @@ def test_without_the_shared_cache_each_replica_calls_maas_itself(
             assert _get(f"{one.url}/api/v1/boot-resources").status_code == 200
         calls = upstream_counts(simulator.url)
     assert 3 in calls.values(), calls
+
+
+def test_the_shared_cache_is_never_shared_between_principals(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    passthrough = "auth_mode=passthrough"
+    with (
+        replica(simulator, redis_server.url, passthrough) as a,
+        replica(simulator, redis_server.url, passthrough) as b,
+    ):
+        a.wait_connected()
+        b.wait_connected()
+        reset_counts(simulator.url)
+        for one, key in ((a, ADMIN_KEY), (b, USER_KEY), (b, ADMIN_KEY), (a, USER_KEY)):
+            response = httpx.get(
+                f"{one.url}/api/v1/boot-resources", headers=bearer(key), verify=False
+            )
+            assert response.status_code == 200
+        calls = upstream_counts(simulator.url)
+    # One load per MAAS key, each then shared with the other replica, never across keys.
+    assert [count for path, count in calls.items() if "version" not in path] == [2], calls
 
 
 def test_nothing_secret_reaches_redis_when_boot_sources_are_read(
