@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 from app.errors import GatewayError, UpstreamUnavailable
 
-FAMILIES = ("boot-resources", "boot-sources", "selections", "import", "upload", "discovery")
+FAMILIES = ("boot-resources", "boot-sources", "selections", "import", "upload")
 """Endpoint families (gateway-anchors.md §5.6): upload chunk PUTs have their own, so a slow or
 failing upload neither trips nor probes the breaker that guards ordinary reads."""
+UNGUARDED = "discovery"
+"""version/ and describe/: the readiness probe's own calls, which must see MAAS come back at
+once rather than a cooldown later, so no breaker stands in front of them."""
 
 
 def family_of(operation: str) -> str:
@@ -28,7 +31,7 @@ def family_of(operation: str) -> str:
         return "import"
     if noun.startswith("boot-resource"):
         return "boot-resources"
-    return "discovery"
+    return UNGUARDED
 
 
 class State(enum.Enum):
@@ -134,14 +137,15 @@ class Breakers:
     ) -> None:
         self._breakers = {f: Breaker(f, threshold, cooldown, clock) for f in FAMILIES}
 
-    def for_operation(self, operation: str) -> Breaker:
-        return self._breakers[family_of(operation)]
-
     @contextmanager
     def guard(self, operation: str) -> Iterator[None]:
         """Run one call (its retries included) through its family's breaker: fail fast while
         it is open, and count how the call ended."""
-        breaker = self.for_operation(operation)
+        family = family_of(operation)
+        if family == UNGUARDED:
+            yield
+            return
+        breaker = self._breakers[family]
         probe = breaker.acquire()
         try:
             yield

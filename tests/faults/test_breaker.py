@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from app.errors import UpstreamUnavailable
-from app.maas.breaker import Breaker, State, family_of
+from app.errors import NotFound, UpstreamTimeout, UpstreamUnavailable
+from app.maas.breaker import Breaker, Breakers, State, family_of
 from app.serving import BackgroundServer
 from tests.faults.conftest import GatewayFactory
 from tests.gateway import set_faults, upstream_counts
@@ -72,6 +72,37 @@ def test_breaker_allows_a_new_probe_when_one_is_cancelled() -> None:
     assert breaker.acquire() is True
     breaker.abandoned(probe=True)
     assert breaker.acquire() is True
+
+
+def test_readiness_probe_calls_pass_no_breaker() -> None:
+    breakers = Breakers(threshold=1, cooldown=60)
+    for _ in range(3):
+        with pytest.raises(UpstreamUnavailable), breakers.guard("version read"):
+            raise UpstreamUnavailable("MAAS is down")
+    with breakers.guard("version read"):
+        pass  # not failed fast: the probe sees MAAS come back at once
+    assert set(breakers.snapshot()) == {
+        "boot-resources",
+        "boot-sources",
+        "selections",
+        "import",
+        "upload",
+    }
+
+
+def test_guard_counts_only_failures_of_maas_itself() -> None:
+    breakers = Breakers(threshold=2, cooldown=60)
+    for _ in range(3):
+        with pytest.raises(NotFound), breakers.guard("boot-source read"):
+            raise NotFound("no such source")
+    for _ in range(2):
+        with pytest.raises(UpstreamTimeout), breakers.guard("boot-source read"):
+            raise UpstreamTimeout("MAAS is slow")
+    with pytest.raises(UpstreamUnavailable), breakers.guard("boot-source read"):
+        pass
+    with breakers.guard("boot-resource read"):
+        pass  # another family
+    assert breakers.snapshot()["boot-sources"].state is State.OPEN
 
 
 @pytest.mark.parametrize(
