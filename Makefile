@@ -53,7 +53,7 @@ bench: $(STAMP)
 lock: $(STAMP)
 	$(BIN)/python -m pip install -q uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements/dev.lock
-	$(BIN)/uv pip compile pyproject.toml --extra otel --python-version 3.11 --python-platform linux --no-header --generate-hashes -c requirements/dev.lock -o requirements/runtime.lock
+	$(BIN)/uv pip compile pyproject.toml --extra otel --extra redis --python-version 3.11 --python-platform linux --no-header --generate-hashes -c requirements/dev.lock -o requirements/runtime.lock
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/graphiql/vendor .tools
