@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from app.cache import EntityCache, Family
@@ -16,6 +15,7 @@ from app.maas.client import MaasClient
 from app.service import BootService, Caller, cache_policies
 from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY, USER_KEY
+from tests.gateway import reset_counts, upstream_counts
 
 pytestmark = pytest.mark.anyio
 
@@ -62,13 +62,13 @@ async def test_entries_are_partitioned_by_principal(
 ) -> None:
     service, admin, user = parts
     await service.list_boot_resources(admin)
-    httpx.delete(f"{simulator.url}/_simulator/requests")
+    reset_counts(simulator.url)
     await service.list_boot_resources(user)
-    counts = httpx.get(f"{simulator.url}/_simulator/requests").json()["counts"]
+    counts = upstream_counts(simulator.url)
     assert counts == {"GET /MAAS/api/2.0/boot-resources/": 1}
     await service.list_boot_resources(admin)
     await service.list_boot_resources(user)
-    counts = httpx.get(f"{simulator.url}/_simulator/requests").json()["counts"]
+    counts = upstream_counts(simulator.url)
     assert counts == {"GET /MAAS/api/2.0/boot-resources/": 1}
 
 
