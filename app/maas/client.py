@@ -25,7 +25,13 @@ import httpx
 import orjson
 
 from app.config import Settings
-from app.errors import GatewayError, NotFound, UpstreamBadResponse, ValidationFailed
+from app.errors import (
+    GatewayError,
+    NotFound,
+    UpstreamBadResponse,
+    UpstreamTimeout,
+    ValidationFailed,
+)
 from app.maas import models
 from app.maas.auth import MaasAuth, MaasCredentials
 from app.maas.breaker import Breakers, BreakerState
@@ -176,6 +182,8 @@ class _Pool:
     retry_backoff: float
     chunk_size: int
     cleanup_timeout: float
+    exchange_deadline: float
+    """Seconds one attempt may take from start to the last byte of the answer."""
     observer: UpstreamObserver | None
     breakers: Breakers | None
 
@@ -237,6 +245,7 @@ class MaasClient:
             retry_backoff=retry_backoff,
             chunk_size=chunk_size,
             cleanup_timeout=connect_timeout + timeout,
+            exchange_deadline=connect_timeout + timeout,
             observer=observer,
             # 0 turns the breakers off: a client used directly (tests, scripts) fails as MAAS does.
             breakers=Breakers(breaker_threshold, breaker_cooldown) if breaker_threshold else None,
@@ -721,7 +730,15 @@ class MaasClient:
             try:
                 async with pool.semaphore:
                     started = time.perf_counter()
-                    response = await pool.http.send(request, auth=self._auth)
+                    # Read timeouts restart with every piece of a body: a peer that drips its
+                    # answer would hold the caller forever without a deadline on the whole.
+                    async with asyncio.timeout(pool.exchange_deadline):
+                        response = await pool.http.send(request, auth=self._auth)
+            except TimeoutError as exc:
+                timeout = UpstreamTimeout(f"MAAS {operation} failed: no full answer in time")
+                if pool.observer is not None:
+                    pool.observer(operation, method, timeout.code, time.perf_counter() - started)
+                raise timeout from exc
             except httpx.HTTPError as exc:
                 error = map_failure(operation, exc, redact=self._redact)
                 if pool.observer is not None:

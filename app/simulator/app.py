@@ -15,7 +15,7 @@ import orjson
 from app.simulator.auth import Credentials, NonceStore
 from app.simulator.config import SimulatorConfig
 from app.simulator.describe import api_hash
-from app.simulator.faults import FaultPlan, FaultRule, FaultSet, fault_response
+from app.simulator.faults import DRIP_BYTES, FaultPlan, FaultRule, FaultSet, fault_response
 from app.simulator.handlers import ApiRequest, Region
 from app.simulator.parsing import parse_query
 from app.simulator.responses import JSON, BodyTooLarge, Response, nginx_page
@@ -176,7 +176,7 @@ class Simulator:
             response = self.region.handle(request)
         if plan.malformed:
             response = _malformed(response)
-        await self._send(send, response)
+        await self._send(send, response, drip_s=plan.drip_s)
 
     async def _read_body(self, receive: Receive, plan: FaultPlan) -> bytes:
         chunks: list[bytes] = []
@@ -234,7 +234,7 @@ class Simulator:
         )
         await send({"type": "http.response.body", "body": b"", "more_body": True})
 
-    async def _send(self, send: Send, response: Response) -> None:
+    async def _send(self, send: Send, response: Response, *, drip_s: float | None = None) -> None:
         raw_headers: list[tuple[bytes, bytes]] = []
         if response.content_type is not None:
             raw_headers.append((b"content-type", response.content_type.encode("latin-1")))
@@ -247,7 +247,15 @@ class Simulator:
         await send(
             {"type": "http.response.start", "status": response.status, "headers": raw_headers}
         )
-        await send({"type": "http.response.body", "body": response.body})
+        if drip_s is None:
+            await send({"type": "http.response.body", "body": response.body})
+            return
+        body = response.body
+        for start in range(0, len(body), DRIP_BYTES):
+            await asyncio.sleep(drip_s)
+            piece = body[start : start + DRIP_BYTES]
+            more = start + DRIP_BYTES < len(body)
+            await send({"type": "http.response.body", "body": piece, "more_body": more})
 
     # -- control plane -------------------------------------------------------------------------
 

@@ -32,8 +32,9 @@ class FaultRule:
     only for that many requests. Every firing rule adds `latency_ms` (+ up to `jitter_ms`);
     the first firing rule with an effect decides it: `hang` until the client gives up,
     `drop` the connection after reading the body, `drop_after_bytes` once that much of the
-    body has arrived (a shorter body goes through), answer `status` (with `body`), or
-    answer 200 with truncated JSON (`malformed`).
+    body has arrived (a shorter body goes through), answer `status` (with `body`), answer
+    200 with truncated JSON (`malformed`), or send the real answer's body `DRIP_BYTES` at a
+    time, `drip_ms` apart (`drip_ms`: a slow drip after prompt headers).
     """
 
     path: str = ""
@@ -46,6 +47,7 @@ class FaultRule:
     drop: bool = False
     drop_after_bytes: int | None = None
     malformed: bool = False
+    drip_ms: float | None = None
     times: int | None = None
     body: str | None = None
 
@@ -66,6 +68,8 @@ class FaultRule:
             raise ValueError("rate must be between 0 and 1")
         if self.drop_after_bytes is not None and self.drop_after_bytes < 0:
             raise ValueError("drop_after_bytes must not be negative")
+        if self.drip_ms is not None and self.drip_ms <= 0:
+            raise ValueError("drip_ms must be positive")
         if self.times is not None and self.times < 0:
             raise ValueError("times must not be negative")
 
@@ -88,6 +92,7 @@ class FaultRule:
             "drop": (bool,),
             "drop_after_bytes": (int, type(None)),
             "malformed": (bool,),
+            "drip_ms": (int, float, type(None)),
             "times": (int, type(None)),
             "body": (str, type(None)),
         }
@@ -108,6 +113,7 @@ class FaultRule:
             or self.drop_after_bytes is not None
             or self.status is not None
             or self.malformed
+            or self.drip_ms is not None
         )
 
 
@@ -122,6 +128,11 @@ class FaultPlan:
     status: int | None = None
     body: str | None = None
     malformed: bool = False
+    drip_s: float | None = None
+
+
+# How much of a dripped body goes out at a time.
+DRIP_BYTES = 16
 
 
 @dataclass
@@ -183,6 +194,7 @@ class FaultSet:
                 plan.status = rule.status
                 plan.body = rule.body
                 plan.malformed = rule.malformed
+                plan.drip_s = None if rule.drip_ms is None else rule.drip_ms / 1000.0
         return plan
 
 

@@ -32,7 +32,9 @@ FAULTS: dict[str, tuple[dict[str, Any], int, str]] = {
     "burst_500": ({"status": 500, "times": 20}, 502, "UPSTREAM_BAD_RESPONSE"),
     "malformed_json": ({"malformed": True}, 502, "UPSTREAM_BAD_RESPONSE"),
     "dropped_connection": ({"drop": True}, 502, "UPSTREAM_BAD_RESPONSE"),
-    "slow_drip": ({"latency_ms": 4000 * TIMEOUT}, 504, "UPSTREAM_TIMEOUT"),
+    "slow_answer": ({"latency_ms": 4000 * TIMEOUT}, 504, "UPSTREAM_TIMEOUT"),
+    # Every piece comes well within the read timeout; the whole body never within the deadline.
+    "slow_drip": ({"drip_ms": 400 * TIMEOUT}, 504, "UPSTREAM_TIMEOUT"),
 }
 
 

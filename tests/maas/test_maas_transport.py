@@ -148,7 +148,10 @@ async def test_peer_that_stops_reading_a_chunk_is_a_timeout(backend: Backend) ->
         peer(never_read) as server,
         client_for(server.url, backend, timeout=0.3, connect_timeout=0.3) as maas,
     ):
-        with anyio.fail_after(4), pytest.raises(UpstreamTimeout, match="timed out sending"):
+        with (
+            anyio.fail_after(4),
+            pytest.raises(UpstreamTimeout, match=r"timed out sending|no full answer in time"),
+        ):
             await maas.upload_chunk(
                 "/MAAS/api/2.0/boot-resources/1/upload/1/", b"x" * (10 * 1024 * 1024)
             )

@@ -203,6 +203,31 @@ def test_malformed_answers_200_json_that_does_not_parse(
         json.loads(response.text)
 
 
+def test_drip_sends_prompt_headers_then_the_body_a_few_bytes_at_a_time(
+    simulator: BackgroundServer, admin: Maas
+) -> None:
+    expected = admin.get("version/").content
+    _faults(simulator, {"path": "version", "drip_ms": 20})
+
+    started = time.perf_counter()
+    with httpx.stream("GET", f"{simulator.url}/MAAS/api/2.0/version/") as response:
+        headers_after = time.perf_counter() - started
+        pieces = list(response.iter_raw())
+    elapsed = time.perf_counter() - started
+
+    assert response.status_code == 200
+    assert headers_after < 0.5
+    assert b"".join(pieces) == expected
+    assert len(pieces) > 1
+    assert elapsed >= 0.02 * (len(expected) // 16)
+
+
+def test_a_non_positive_drip_is_refused(simulator: BackgroundServer) -> None:
+    response = control(simulator.url, "PUT", "faults", {"rules": [{"drip_ms": 0}]})
+
+    assert response.status_code == 400
+
+
 def test_faults_can_be_listed_appended_and_cleared(simulator: BackgroundServer) -> None:
     _faults(simulator, {"path": "a", "status": 500})
     control(simulator.url, "POST", "faults", {"path": "b", "latency_ms": 5})
