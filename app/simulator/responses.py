@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,11 +64,12 @@ def conflict() -> Response:
     return Response(409, CONFLICT_HTML.encode("utf-8"), HTML, [("Retry-After", "5")])
 
 
-class MAASError(Exception):
+class MAASError(Exception, abc.ABC):
     """An error regiond turns into a response; subclasses mirror where MAAS produces it."""
 
+    @abc.abstractmethod
     def to_response(self, version: MaasVersion) -> Response:
-        raise NotImplementedError
+        """The answer MAAS gives for this error, as the version at hand words it."""
 
 
 class BadRequest(MAASError):
