@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.callers import CallerResolver
 from app.graphql.telemetry import operation_label
 from app.observability import note_operation
-from app.security import Scope as Permission
 from app.service import BootService
+from app.stored_answers import Captured, reader
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +72,10 @@ class ResponseCacheEdge:
         if target is None:
             await self.app(scope, replay, send)
             return
-        try:
-            identity = self.callers.identify_scope(scope)
-        except Exception:
-            # Let the endpoint answer: it reports who may not call, and how.
+        caller = reader(self.callers, scope)
+        if caller is None:
             await self.app(scope, replay, send)
             return
-        if not identity.allows(Permission.READ):
-            # Stored answers are query results: only a reader may have one, even its own.
-            await self.app(scope, replay, send)
-            return
-        caller = identity.caller
         stored = self.service.cached_response(caller, target.key)
         if stored is not None:
             note_operation(target.operation)
@@ -91,7 +84,7 @@ class ResponseCacheEdge:
         if not target.query:
             await self.app(scope, replay, send)
             return
-        captured = _Captured(send)
+        captured = Captured(send, (b"x-cache", b"MISS"))
         with self.service.track_dependencies() as reads:
             await self.app(scope, replay, captured)
         if captured.status == 200 and captured.complete and captured.body:
@@ -141,29 +134,6 @@ class _Target:
     query: bool
     operation: str
     """The label metrics and logs give a stored answer (stored only after it validated)."""
-
-
-class _Captured:
-    """Passes a response through while keeping a copy of its status and body."""
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.status = 0
-        self.chunks: list[bytes] = []
-        self.complete = False
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            message["headers"] = [*message.get("headers", []), (b"x-cache", b"MISS")]
-        elif message["type"] == "http.response.body":
-            self.chunks.append(message.get("body", b""))
-            self.complete = not message.get("more_body", False)
-        await self._send(message)
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.callers import CallerResolver
 from app.observability import note_cache, note_operation
 from app.rest.responses import none_match
-from app.security import Scope as Permission
 from app.service import BootService
+from app.stored_answers import Captured, reader
 
 # Headers a stored answer does not keep: the edge writes its own on every answer.
 _VOLATILE = frozenset({b"x-cache", b"content-length", b"date", b"server", b"x-request-id"})
@@ -39,16 +39,10 @@ class StoredReads:
         ):
             await self.app(scope, receive, send)
             return
-        try:
-            identity = self.callers.identify_scope(scope)
-        except Exception:
-            # Let the route answer: it reports who may not call, and how.
+        caller = reader(self.callers, scope)
+        if caller is None:
             await self.app(scope, receive, send)
             return
-        if not identity.allows(Permission.READ):
-            await self.app(scope, receive, send)
-            return
-        caller = identity.caller
         key = ("rest", scope["path"], scope.get("query_string", b""))
         stored = self.service.stored_response(caller, key)
         if stored is not None:
@@ -56,7 +50,7 @@ class StoredReads:
             note_cache("HIT")
             await _answer(scope, send, stored.body, stored.headers)
             return
-        captured = _Captured(send)
+        captured = Captured(send)
         with self.service.track_dependencies() as reads:
             await self.app(scope, receive, captured)
         if captured.status == 200 and captured.complete:
@@ -99,27 +93,3 @@ async def _answer(
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-class _Captured:
-    """Passes a response through while keeping a copy of its status, headers and body."""
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: list[bytes] = []
-        self.complete = False
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            self.chunks.append(message.get("body", b""))
-            self.complete = not message.get("more_body", False)
-        await self._send(message)
