@@ -70,7 +70,14 @@ class BackgroundServer:
         self.host = host
         self._sock = bind_socket(host, port)
         self.port: int = self._sock.getsockname()[1]
-        options: dict[str, Any] = {"lifespan": "on", "access_log": False, **uvicorn_options}
+        # log_config=None: a background server must not reconfigure logging, which would close
+        # the host process's handlers (logging.config.dictConfig shuts every handler down).
+        options: dict[str, Any] = {
+            "lifespan": "on",
+            "access_log": False,
+            "log_config": None,
+            **uvicorn_options,
+        }
         self._config = uvicorn.Config(
             app, host=host, port=self.port, log_level=log_level, **options
         )

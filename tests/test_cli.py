@@ -89,6 +89,34 @@ def test_serve_without_maas_url_starts_the_simulator_and_prints_urls() -> None:
         assert "images.maas.io" in response.text
 
 
+def test_demo_mode_logs_cleanly_from_start_to_stop() -> None:
+    # The embedded simulator's server once reconfigured logging and closed the gateway's
+    # log handler, so every later line failed with "write to closed file".
+    port = free_port()
+    with subprocess.Popen(
+        [*CLI, "serve", "--port", str(port)],
+        cwd=REPO,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        try:
+            wait_until_serving(f"http://127.0.0.1:{port}/graphql")
+            httpx.post(
+                f"http://127.0.0.1:{port}/graphql",
+                json={"query": "{ bootSources { url } }"},
+                timeout=10,
+            )
+        finally:
+            process.terminate()
+            output, _ = process.communicate(timeout=30)
+    assert "Logging error" not in output
+    assert "Traceback" not in output
+    assert '"logger":"app.access"' in output
+    assert "Application shutdown complete." in output
+
+
 def test_malformed_setting_stops_start_up_with_one_clear_line() -> None:
     secretish = "not-a-key-with-secret-bits"
     result = subprocess.run(
