@@ -71,12 +71,14 @@ def gql(
 READINESS_PROBE = "GET /MAAS/api/2.0/version/"
 
 
-def upstream_counts(simulator_url: str) -> dict[str, int]:
-    """Calls the simulator saw since the last reset, by method and path (readiness probes of
-    any gateway still running are left out: they are not the operation under test)."""
+def upstream_counts(simulator_url: str, *, probes: bool = False) -> dict[str, int]:
+    """Calls the simulator saw since the last reset, by method and path. Readiness probes of
+    any gateway still running are left out unless `probes`: they are not the operation under
+    test, and come on their own schedule."""
     body = httpx.get(f"{simulator_url}/_simulator/requests").json()
     counts: dict[str, int] = body["counts"]
-    counts.pop(READINESS_PROBE, None)
+    if not probes:
+        counts.pop(READINESS_PROBE, None)
     return counts
 
 
