@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import signal
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -99,8 +100,9 @@ class CallerResolver:
             self._warn_about_access()
         else:
             log.info("passthrough mode: each caller's own MAAS API key signs its requests")
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            # Only possible on the main thread's loop (not under a test's background server).
+        # Signal handlers belong to the main thread's loop (not a test's background server),
+        # on systems that have SIGHUP.
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload_tokens)
             self._sighup = True
 
