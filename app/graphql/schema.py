@@ -150,9 +150,11 @@ def _parse_id(value: str) -> int:
     return number
 
 
-async def _attempt(call: Awaitable[T]) -> tuple[T | None, list[types.UserError]]:
+async def _attempt(call: Callable[[], Awaitable[T]]) -> tuple[T | None, list[types.UserError]]:
+    """Run a mutation's work; failures a caller can act on (bad ids and input included, raised
+    while building the call) become its typed `errors`."""
     try:
-        return await call, []
+        return await call(), []
     except EXPECTED as error:
         return None, types.user_errors(error)
 
@@ -164,16 +166,12 @@ class Mutation:
         self, info: GInfo, input: types.CreateBootSourceInput
     ) -> types.BootSourcePayload:
         ctx = info.context
-        try:
-            keyring = types.decode_keyring(input.keyring_data)
-        except ValidationFailed as error:
-            return types.BootSourcePayload(boot_source=None, errors=types.user_errors(error))
         source, errors = await _attempt(
-            ctx.service.create_boot_source(
+            lambda: ctx.service.create_boot_source(
                 ctx.caller,
                 url=input.url,
                 keyring_filename=input.keyring_filename,
-                keyring_data=keyring,
+                keyring_data=types.decode_keyring(input.keyring_data),
             )
         )
         return types.BootSourcePayload(boot_source=source, errors=errors)  # type: ignore[arg-type]
@@ -183,25 +181,23 @@ class Mutation:
         self, info: GInfo, id: strawberry.ID, input: types.UpdateBootSourceInput
     ) -> types.BootSourcePayload:
         ctx = info.context
-        try:
-            source_id = _parse_id(id)
-            keyring = types.decode_keyring(input.keyring_data)
-        except ValidationFailed as error:
-            return types.BootSourcePayload(boot_source=None, errors=types.user_errors(error))
         source, errors = await _attempt(
-            ctx.service.update_boot_source(
+            lambda: ctx.service.update_boot_source(
                 ctx.caller,
-                source_id,
+                _parse_id(id),
                 url=input.url,
                 keyring_filename=input.keyring_filename,
-                keyring_data=keyring,
+                keyring_data=types.decode_keyring(input.keyring_data),
             )
         )
         return types.BootSourcePayload(boot_source=source, errors=errors)  # type: ignore[arg-type]
 
     @strawberry.mutation(description="Delete a boot source and its selections.")
     async def delete_boot_source(self, info: GInfo, id: strawberry.ID) -> types.DeletePayload:
-        return await _delete(info, id, info.context.service.delete_boot_source)
+        ctx = info.context
+        return await _delete(
+            lambda source_id: ctx.service.delete_boot_source(ctx.caller, source_id), id
+        )
 
     @strawberry.mutation(description="Add a selection to a boot source.")
     async def create_boot_source_selection(
@@ -211,16 +207,10 @@ class Mutation:
         input: types.CreateBootSourceSelectionInput,
     ) -> types.BootSourceSelectionPayload:
         ctx = info.context
-        try:
-            source_id = _parse_id(boot_source_id)
-        except ValidationFailed as error:
-            return types.BootSourceSelectionPayload(
-                boot_source_selection=None, errors=types.user_errors(error)
-            )
         selection, errors = await _attempt(
-            ctx.service.create_selection(
+            lambda: ctx.service.create_selection(
                 ctx.caller,
-                source_id,
+                _parse_id(boot_source_id),
                 os=input.os,
                 release=input.release,
                 arches=input.arches,
@@ -242,17 +232,11 @@ class Mutation:
         input: types.UpdateBootSourceSelectionInput,
     ) -> types.BootSourceSelectionPayload:
         ctx = info.context
-        try:
-            source_id, selection_id = _parse_id(boot_source_id), _parse_id(id)
-        except ValidationFailed as error:
-            return types.BootSourceSelectionPayload(
-                boot_source_selection=None, errors=types.user_errors(error)
-            )
         selection, errors = await _attempt(
-            ctx.service.update_selection(
+            lambda: ctx.service.update_selection(
                 ctx.caller,
-                source_id,
-                selection_id,
+                _parse_id(boot_source_id),
+                _parse_id(id),
                 os=input.os,
                 release=input.release,
                 arches=input.arches,
@@ -269,26 +253,25 @@ class Mutation:
     async def delete_boot_source_selection(
         self, info: GInfo, boot_source_id: strawberry.ID, id: strawberry.ID
     ) -> types.DeletePayload:
-        try:
-            source_id = _parse_id(boot_source_id)
-        except ValidationFailed as error:
-            return types.DeletePayload(deleted_id=None, errors=types.user_errors(error))
-
-        async def delete(caller: Any, selection_id: int) -> None:
-            await info.context.service.delete_selection(caller, source_id, selection_id)
-
-        return await _delete(info, id, delete)
+        ctx = info.context
+        return await _delete(
+            lambda source_id, selection_id: ctx.service.delete_selection(
+                ctx.caller, source_id, selection_id
+            ),
+            boot_source_id,
+            id,
+        )
 
     @strawberry.mutation(description="Start importing the selected images.")
     async def start_import(self, info: GInfo) -> types.ImportPayload:
         ctx = info.context
-        _, errors = await _attempt(ctx.service.start_import(ctx.caller))
+        _, errors = await _attempt(lambda: ctx.service.start_import(ctx.caller))
         return types.ImportPayload(importing=not errors, errors=errors)
 
     @strawberry.mutation(description="Stop a running import.")
     async def stop_import(self, info: GInfo) -> types.ImportPayload:
         ctx = info.context
-        _, errors = await _attempt(ctx.service.stop_import(ctx.caller))
+        _, errors = await _attempt(lambda: ctx.service.stop_import(ctx.caller))
         return types.ImportPayload(importing=False, errors=errors)
 
     @strawberry.mutation(
@@ -311,7 +294,10 @@ class Mutation:
 
     @strawberry.mutation(description="Delete a boot resource and its files.")
     async def delete_boot_resource(self, info: GInfo, id: strawberry.ID) -> types.DeletePayload:
-        return await _delete(info, id, info.context.service.delete_boot_resource)
+        ctx = info.context
+        return await _delete(
+            lambda resource_id: ctx.service.delete_boot_resource(ctx.caller, resource_id), id
+        )
 
 
 UPLOAD_BLOCK = 1024 * 1024
@@ -330,7 +316,7 @@ async def _upload(
     except ValidationFailed as error:
         return types.BootResourcePayload(boot_resource=None, errors=types.user_errors(error))
     resource, errors = await _attempt(
-        ctx.service.upload_boot_resource(
+        lambda: ctx.service.upload_boot_resource(
             ctx.caller,
             name=input.name,
             architecture=input.architecture,
@@ -364,15 +350,16 @@ async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
         yield block
 
 
-async def _delete(
-    info: GInfo, raw_id: str, delete: Callable[[Any, int], Awaitable[None]]
-) -> types.DeletePayload:
-    try:
-        object_id = _parse_id(raw_id)
-    except ValidationFailed as error:
-        return types.DeletePayload(deleted_id=None, errors=types.user_errors(error))
-    _, errors = await _attempt(delete(info.context.caller, object_id))
-    return types.DeletePayload(deleted_id=None if errors else object_id, errors=errors)
+async def _delete(delete: Callable[..., Awaitable[None]], *raw_ids: str) -> types.DeletePayload:
+    """Parse the ids in order (the last names what is deleted), then delete."""
+    ids: list[int] = []
+
+    async def run() -> None:
+        ids.extend(_parse_id(raw) for raw in raw_ids)
+        await delete(*ids)
+
+    _, errors = await _attempt(run)
+    return types.DeletePayload(deleted_id=None if errors else ids[-1], errors=errors)
 
 
 @strawberry.type
