@@ -18,8 +18,6 @@ from app.rest.schemas import (
     SelectionOut,
     SelectionUpdate,
     decode_keyring,
-    dump_selection,
-    dump_source,
 )
 from app.service import track_reads
 
@@ -39,7 +37,7 @@ _ONE = error_responses(*COMMON_ERRORS, 404)
 async def list_boot_sources(service: ServiceDep, caller: CallerDep, request: Request) -> Response:
     with track_reads() as reads:
         sources = await service.list_boot_sources(caller)
-    return json_read(request, [dump_source(s) for s in sources], (Family.BOOT_SOURCES,), reads)
+    return json_read(request, sources, (Family.BOOT_SOURCES,), reads)
 
 
 @router.post(
@@ -60,7 +58,7 @@ async def create_boot_source(
         keyring_filename=body.keyring_filename,
         keyring_data=decode_keyring(body.keyring_data),
     )
-    return json_write(dump_source(source), 201, location=f"{PREFIX}/{source.id}")
+    return json_write(source, 201, location=f"{PREFIX}/{source.id}")
 
 
 @router.get("/{source_id}", response_model=BootSourceOut, responses=_ONE, summary="One boot source")
@@ -69,7 +67,7 @@ async def get_boot_source(
 ) -> Response:
     with track_reads() as reads:
         source = await service.get_boot_source(caller, source_id)
-    return json_read(request, dump_source(source), (Family.BOOT_SOURCE,), reads)
+    return json_read(request, source, (Family.BOOT_SOURCE,), reads)
 
 
 @router.patch(
@@ -95,7 +93,7 @@ async def update_boot_source(
         keyring_filename=body.keyring_filename,
         keyring_data=decode_keyring(body.keyring_data),
     )
-    return json_write(dump_source(source))
+    return json_write(source)
 
 
 @router.delete(
@@ -123,7 +121,7 @@ async def list_selections(
 ) -> Response:
     with track_reads() as reads:
         items = await service.list_selections(caller, source_id)
-    return json_read(request, [dump_selection(s) for s in items], (Family.SELECTIONS,), reads)
+    return json_read(request, items, (Family.SELECTIONS,), reads)
 
 
 @selections.post(
@@ -148,7 +146,7 @@ async def create_selection(
         labels=body.labels,
     )
     location = f"{PREFIX}/{source_id}/selections/{selection.id}"
-    return json_write(dump_selection(selection), 201, location=location)
+    return json_write(selection, 201, location=location)
 
 
 @selections.get(
@@ -163,7 +161,7 @@ async def get_selection(
 ) -> Response:
     with track_reads() as reads:
         selection = await service.get_selection(caller, source_id, selection_id)
-    return json_read(request, dump_selection(selection), (Family.SELECTIONS,), reads)
+    return json_read(request, selection, (Family.SELECTIONS,), reads)
 
 
 @selections.patch(
@@ -196,7 +194,7 @@ async def update_selection(
         subarches=body.subarches,
         labels=body.labels,
     )
-    return json_write(dump_selection(selection))
+    return json_write(selection)
 
 
 @selections.delete(

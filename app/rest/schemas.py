@@ -22,8 +22,10 @@ def dumps(payload: Any) -> bytes:
     return orjson.dumps(payload, option=_ORJSON_OPTIONS)
 
 
-# Responses: documented with pydantic, encoded by the dump_* functions below with orjson, so
-# large lists never go through FastAPI's jsonable_encoder (DESIGN.md, "Performance model").
+# Responses: documented with pydantic, encoded with orjson, so large lists never go through
+# FastAPI's jsonable_encoder (DESIGN.md, "Performance model"). Sets, files, sources and
+# selections are the service's dataclasses, already in this shape: orjson writes them field by
+# field; only a boot resource is reshaped (dump_resource).
 
 
 class BootResourceFileOut(BaseModel):
@@ -95,28 +97,6 @@ class SelectionOut(BaseModel):
     labels: list[str]
 
 
-def dump_file(item: models.BootResourceFile) -> dict[str, Any]:
-    return {
-        "filename": item.filename,
-        "filetype": item.filetype,
-        "size": item.size,
-        "sha256": item.sha256,
-        "complete": item.complete,
-        "progress": item.progress,
-    }
-
-
-def dump_set(item: models.BootResourceSet) -> dict[str, Any]:
-    return {
-        "version": item.version,
-        "label": item.label,
-        "size": item.size,
-        "complete": item.complete,
-        "progress": item.progress,
-        "files": [dump_file(f) for f in item.files],
-    }
-
-
 def dump_resource(resource: models.BootResource) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": resource.id,
@@ -132,7 +112,7 @@ def dump_resource(resource: models.BootResource) -> dict[str, Any]:
         "complete": resource.complete,
     }
     if resource.sets is not None:
-        out["sets"] = [dump_set(s) for s in resource.sets]
+        out["sets"] = resource.sets
     return out
 
 
@@ -141,32 +121,6 @@ def dump_import_status(status: models.ImportStatus) -> dict[str, Any]:
         "importing": status.importing,
         "incomplete": [dump_resource(r) for r in status.incomplete],
     }
-
-
-def dump_source(source: models.BootSource) -> dict[str, Any]:
-    return {
-        "id": source.id,
-        "url": source.url,
-        "keyring_filename": source.keyring_filename,
-        "keyring_data": source.keyring_data,
-        "created": source.created,
-        "updated": source.updated,
-    }
-
-
-def dump_selection(selection: models.BootSourceSelection) -> dict[str, Any]:
-    return {
-        "id": selection.id,
-        "boot_source_id": selection.boot_source_id,
-        "os": selection.os,
-        "release": selection.release,
-        "arches": selection.arches,
-        "subarches": selection.subarches,
-        "labels": selection.labels,
-    }
-
-
-# Requests: small JSON bodies, parsed and validated by FastAPI.
 
 
 def _keyring_bytes(value: str | None) -> str | None:
