@@ -319,13 +319,7 @@ class BootService:
             else:
                 details[resource_id] = detail
         if missing:
-            bound = asyncio.Semaphore(self._fanout)
-
-            async def one(resource_id: int) -> BootResource:
-                async with bound:
-                    return await self.get_boot_resource(caller, resource_id)
-
-            loaded = await asyncio.gather(*(one(i) for i in missing))
+            loaded = await asyncio.gather(*self._detail_reads(caller, missing))
             details.update(zip(missing, loaded, strict=True))
         return [details[i] for i in ids]
 
@@ -333,13 +327,19 @@ class BootService:
         self, caller: Caller, resource_ids: Iterable[int]
     ) -> list[BootResource | BaseException]:
         """Like get_boot_resources, but one failed read fails only its own item."""
+        return await self.settle(self._detail_reads(caller, resource_ids))
+
+    def _detail_reads(
+        self, caller: Caller, resource_ids: Iterable[int]
+    ) -> list[Awaitable[BootResource]]:
+        """Reads of these details, to await together: at most the fan-out bound in flight."""
         bound = asyncio.Semaphore(self._fanout)
 
         async def one(resource_id: int) -> BootResource:
             async with bound:
                 return await self.get_boot_resource(caller, resource_id)
 
-        return await self.settle([one(i) for i in resource_ids])
+        return [one(i) for i in resource_ids]
 
     @staticmethod
     async def settle(reads: list[Awaitable[T]]) -> list[T | BaseException]:
