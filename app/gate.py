@@ -9,7 +9,7 @@ import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.callers import CallerResolver
+from app.callers import CallerResolver, Identity
 from app.config import Settings
 from app.errors import GatewayError, PayloadTooLarge, RateLimited, Unauthenticated
 from app.rest.errors import gateway_error_response
@@ -17,6 +17,8 @@ from app.rest.uploads import SHA256_HEADER
 from app.security import WWW_AUTHENTICATE
 
 API_PREFIX = "/api/v1"
+# Set on the ASGI scope once the caller is identified and counted against its rate.
+ADMITTED_KEY = "maas_gateway.admitted"
 GRAPHQL_PATH = "/graphql"
 # The REST route whose body is an image (app/rest/boot_resources.py upload_boot_resource).
 UPLOAD_ROUTES = frozenset({("POST", f"{API_PREFIX}/boot-resources")})
@@ -33,27 +35,21 @@ CORS_HEADERS = [
 CORS_EXPOSED = ["Retry-After", "X-Cache", "Location", "X-Request-ID", "Cache-Control"]
 
 
-def protect(app: ASGIApp, settings: Settings, callers: CallerResolver) -> ASGIApp:
-    """Wrap the gateway's HTTP entry point: CORS outermost, so that even the gate's own
-    rejections and the response cache's stored answers carry the CORS headers."""
-    gated: ASGIApp = RequestGate(
+def with_cors(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """CORS around the gateway's HTTP entry point when origins are configured: outermost, so
+    that even the gate's own rejections and stored answers carry the CORS headers."""
+    if not settings.cors_origin_list:
+        return app
+    return CORSMiddleware(
         app,
-        callers,
-        max_request_bytes=settings.max_request_bytes,
-        max_upload_bytes=settings.max_upload_bytes,
+        allow_origins=list(settings.cors_origin_list),
+        allow_methods=CORS_METHODS,
+        allow_headers=CORS_HEADERS,
+        expose_headers=CORS_EXPOSED,
+        # Credentials are bearer headers, never cookies: nothing ambient to allow.
+        allow_credentials=False,
+        max_age=600,
     )
-    if settings.cors_origin_list:
-        gated = CORSMiddleware(
-            gated,
-            allow_origins=list(settings.cors_origin_list),
-            allow_methods=CORS_METHODS,
-            allow_headers=CORS_HEADERS,
-            expose_headers=CORS_EXPOSED,
-            # Credentials are bearer headers, never cookies: nothing ambient to allow.
-            allow_credentials=False,
-            max_age=600,
-        )
-    return gated
 
 
 class RequestGate:
@@ -76,6 +72,27 @@ class RequestGate:
         self.callers = callers
         self.max_request_bytes = max_request_bytes
         self.max_upload_bytes = max_upload_bytes
+
+    @classmethod
+    def from_settings(
+        cls, app: ASGIApp, settings: Settings, callers: CallerResolver
+    ) -> RequestGate:
+        return cls(
+            app,
+            callers,
+            max_request_bytes=settings.max_request_bytes,
+            max_upload_bytes=settings.max_upload_bytes,
+        )
+
+    def admit(self, scope: Scope, authorization: bytes | None = None) -> Identity:
+        """Identify the caller and count the request against its rate, once per request (the
+        front door may have done it already); raises Unauthenticated or RateLimited."""
+        identity = self.callers.identify_scope(scope, authorization)
+        if self.callers.limiter is not None and not scope.get(ADMITTED_KEY):
+            client = scope.get("client")
+            self.callers.throttle(identity, client[0] if client else None)
+        scope[ADMITTED_KEY] = True
+        return identity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,10 +126,7 @@ class RequestGate:
             method == "OPTIONS" or (graphql and method == "GET" and not _has_query(scope))
         ):
             try:
-                identity = self.callers.identify_scope(scope, authorization)
-                if self.callers.limiter is not None:
-                    client = scope.get("client")
-                    self.callers.throttle(identity, client[0] if client else None)
+                self.admit(scope, authorization)
             except (Unauthenticated, RateLimited) as error:
                 await _reject(scope, send, error, graphql)
                 return

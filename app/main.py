@@ -17,7 +17,8 @@ from app import __version__
 from app.cache import EntityCache
 from app.callers import CallerResolver
 from app.config import Settings
-from app.gate import protect
+from app.front_door import FrontDoor
+from app.gate import RequestGate, with_cors
 from app.graphql.edge import ResponseCacheEdge
 from app.graphql.router import GatewayGraphQL
 from app.graphql.schema import build_schema
@@ -34,22 +35,15 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 class GatewayApp(FastAPI):
-    """FastAPI with the response-cache edge in front of everything, so a stored answer skips
-    FastAPI's own per-request work too (DESIGN.md, "Performance model")."""
+    """FastAPI behind the gateway's own entry (front door, telemetry, gate, stored-answer edges),
+    so a stored answer skips FastAPI's per-request work too (DESIGN.md, "Performance model")."""
 
-    edge: ASGIApp | None = None
-    telemetry: ASGIApp | None = None
+    entry: ASGIApp | None = None
     observability: Observability | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.telemetry is not None:
-            await self.telemetry(scope, receive, send)
-        else:
-            await self.serve(scope, receive, send)
-
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.edge is not None and scope["type"] == "http":
-            await self.edge(scope, receive, send)
+        if self.entry is not None:
+            await self.entry(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -139,10 +133,23 @@ def create_app(
         allowed_origins=settings.cors_origin_list,
     )
     app.router.routes.append(Route("/graphql", graphql, methods=["GET", "POST"]))
+    # HTTP requests: telemetry -> CORS -> gate -> GraphQL edge -> REST edge -> FastAPI.
     rest_reads = StoredReads(app.handle, service=service, callers=resolver, prefix="/api/v1/")
-    app.edge = ResponseCacheEdge(rest_reads, service=service, callers=resolver, path="/graphql")
-    app.edge = protect(app.edge, settings, resolver)
-    app.telemetry = observability.middleware(app.handle, http=app.edge)
+    graphql_edge = ResponseCacheEdge(rest_reads, service=service, callers=resolver, path="/graphql")
+    gate = RequestGate.from_settings(graphql_edge, settings, resolver)
+    telemetry = observability.middleware(app.handle, http=with_cors(gate, settings))
+    app.entry = telemetry
+    if service.responses is not None and observability.tracing is None:
+        # Stored answers in one frame in front of that chain (app/front_door.py).
+        app.entry = FrontDoor(
+            telemetry,
+            telemetry=telemetry,
+            gate=gate,
+            graphql=graphql_edge,
+            rest=rest_reads,
+            service=service,
+            cors=bool(settings.cors_origin_list),
+        )
     app.router.routes.append(WebSocketRoute("/graphql", graphql))
     app.include_router(health_router)
     app.include_router(rest_router)

@@ -14,11 +14,10 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 @dataclass(slots=True)
 class RequestRecord:
     """One HTTP request as its log line and metrics describe it; the layers it crosses fill in
-    what only they know (the operation, the principal, upstream calls, the cache outcome)."""
+    what only they know (the operation, upstream calls, the cache outcome)."""
 
     request_id: str
     operation: str | None = None
-    principal: str | None = None
     cache: str | None = None
     upstream_calls: int = 0
     errors: tuple[str, ...] = ()

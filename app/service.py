@@ -23,9 +23,9 @@ from app.cache import (
     Headers,
     ReadTracker,
     ResponseCache,
-    StoredResponse,
     response_key,
 )
+from app.cache import StoredResponse as StoredResponse  # what stored_response hands the faces
 from app.config import Settings
 from app.errors import GatewayError, PayloadTooLarge, ValidationFailed
 from app.maas import models as maas
@@ -247,9 +247,6 @@ class BootService:
         return ReadTracker()
 
     response_key = staticmethod(response_key)
-
-    def cached_response(self, caller: Caller, key: Hashable) -> bytes | None:
-        return self.responses.get(caller.principal, key) if self.responses else None
 
     def stored_response(self, caller: Caller, key: Hashable) -> StoredResponse | None:
         """A stored answer with its headers, while everything it was built from is current."""

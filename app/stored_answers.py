@@ -4,19 +4,31 @@ from __future__ import annotations
 
 from starlette.types import Message, Scope, Send
 
-from app.callers import CallerResolver
+from app.callers import CallerResolver, Identity
 from app.security import Scope as Permission
 from app.service import Caller
 
+# Set on the ASGI scope by a layer that looked for a stored answer and found none, so the
+# edge behind it does not look (and count a miss) again.
+MISSED_KEY = "maas_gateway.stored_answer_missed"
 
-def reader(callers: CallerResolver, scope: Scope) -> Caller | None:
+
+def reader(
+    callers: CallerResolver, scope: Scope, authorization: bytes | None = None
+) -> Caller | None:
     """The caller when it may be given a stored answer, else None: the request then takes the
     full path, whose endpoint reports who may not call, and how. Stored answers are read
-    results, so only a reader may have one, even one it stored itself."""
+    results, so only a reader may have one, even one it stored itself. `authorization` is the
+    request's Authorization header when the caller already found it."""
     try:
-        identity = callers.identify_scope(scope)
+        identity = callers.identify_scope(scope, authorization)
     except Exception:
         return None
+    return stored_answer_caller(identity)
+
+
+def stored_answer_caller(identity: Identity) -> Caller | None:
+    """The identity's caller if it may be given stored answers: only readers may."""
     return identity.caller if identity.allows(Permission.READ) else None
 
 

@@ -61,10 +61,14 @@ class _RequestIds:
     def __call__(self, headers: list[tuple[bytes, bytes]]) -> str:
         for name, value in headers:
             if name == _HEADER:
-                if _VALID_ID.fullmatch(value):
-                    return value.decode("ascii")
-                break
-        return f"{self._prefix}{self._next():016x}"
+                return self.accept(value)
+        return self.accept(None)
+
+    def accept(self, value: bytes | None) -> str:
+        """The id for a request whose X-Request-ID header is `value` (None: it sent none)."""
+        if value is not None and _VALID_ID.fullmatch(value):
+            return value.decode("ascii")
+        return self._prefix + hex(self._next())[2:].zfill(16)
 
 
 def _api(path: str) -> str:
@@ -129,6 +133,11 @@ class Telemetry:
         self.log = logging.getLogger(ACCESS_LOGGER)
         self.request_id = _RequestIds()
 
+    def request_id_of(self, value: bytes | None) -> tuple[str, tuple[bytes, bytes]]:
+        """The id of a request that sent `value` as X-Request-ID, and the header returning it."""
+        rid = self.request_id.accept(value)
+        return rid, (_HEADER, rid.encode("ascii"))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket":
@@ -161,7 +170,7 @@ class Telemetry:
             in_flight[api] -= 1
             request_id.reset(id_token)
             current_request.reset(record_token)
-            self._finish(scope, api, record, responder, seconds, span)
+            self.finish(scope, api, record, responder.status, responder.cache, seconds, span)
             if span is not None and span_token is not None:
                 otel_context.detach(span_token)
                 span.end()
@@ -176,16 +185,18 @@ class Telemetry:
         )
         return span, otel_context.attach(set_span_in_context(span))
 
-    def _finish(
+    def finish(
         self,
         scope: Scope,
         api: str,
         record: RequestRecord,
-        responder: _Responder,
+        status: int,
+        cache_header: bytes | None,
         seconds: float,
-        span: Span | None,
+        span: Span | None = None,
     ) -> None:
-        status = responder.status
+        """Account for one answered request: metrics, the span's last attributes, the access
+        line. `cache_header` is the answer's X-Cache, if it had one."""
         operation = record.operation
         if operation is None:
             if api == "graphql":
@@ -216,8 +227,8 @@ class Telemetry:
             return
         identity = scope.get(IDENTITY_KEY)
         cache = record.cache
-        if cache is None and responder.cache is not None:
-            cache = responder.cache.decode("latin-1")
+        if cache is None and cache_header is not None:
+            cache = cache_header.decode("latin-1")
         fields = {
             "request_id": record.request_id,
             "principal": identity.caller.principal if identity is not None else None,

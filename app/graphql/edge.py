@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.callers import CallerResolver
 from app.graphql.telemetry import operation_label
 from app.observability import note_operation
-from app.service import BootService
-from app.stored_answers import Captured, reader
+from app.service import BootService, StoredResponse
+from app.stored_answers import MISSED_KEY, Captured, reader
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ResponseCacheEdge:
         self.service = service
         self.callers = callers
         self.path = path
-        self._known: dict[bytes, _Target | None] = {}
+        self._known: dict[bytes, Target | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or self.service.responses is None:
@@ -57,9 +57,9 @@ class ResponseCacheEdge:
         method = scope["method"]
         body = b""
         if method == "POST":
-            body, complete = await _read_body(receive, MAX_CACHEABLE_REQUEST)
-            if not complete or not _is_json(scope):
-                await self.app(scope, _replay(body, receive, complete), send)
+            body, complete = await read_body(receive, MAX_CACHEABLE_REQUEST)
+            if not complete or not is_json(content_type(scope)):
+                await self.app(scope, replay(body, receive, complete), send)
                 return
             raw = body
         elif method == "GET":
@@ -67,35 +67,37 @@ class ResponseCacheEdge:
         else:
             await self.app(scope, receive, send)
             return
-        replay = _replay(body, receive, True)
-        target = self._target(raw, method)
+        replayed = replay(body, receive, True)
+        target = self.target(raw, method)
         if target is None:
-            await self.app(scope, replay, send)
+            await self.app(scope, replayed, send)
             return
         caller = reader(self.callers, scope)
         if caller is None:
-            await self.app(scope, replay, send)
+            await self.app(scope, replayed, send)
             return
-        stored = self.service.cached_response(caller, target.key)
+        stored = None if scope.get(MISSED_KEY) else self.service.stored_response(caller, target.key)
         if stored is not None:
             note_operation(target.operation)
-            await _send_json(send, stored, b"HIT")
+            await send(stored_answer(stored))
+            await send({"type": "http.response.body", "body": stored.body})
             return
         if not target.query:
-            await self.app(scope, replay, send)
+            await self.app(scope, replayed, send)
             return
         captured = Captured(send, (b"x-cache", b"MISS"))
         with self.service.track_dependencies() as reads:
-            await self.app(scope, replay, captured)
+            await self.app(scope, replayed, captured)
         if captured.status == 200 and captured.complete and captured.body:
             try:
                 result = orjson.loads(captured.body)
             except orjson.JSONDecodeError:
                 return
             if isinstance(result, dict) and not result.get("errors"):
-                self.service.store_response(caller, target.key, captured.body, reads)
+                body = captured.body
+                self.service.store_response(caller, target.key, body, reads, _stored_headers(body))
 
-    def _target(self, raw: bytes, method: str) -> _Target | None:
+    def target(self, raw: bytes, method: str) -> Target | None:
         """What a request asks for, remembered by its exact bytes: a repeated request skips
         JSON parsing and hashing (the common case on the hit path)."""
         known = self._known.get(raw, _UNKNOWN)
@@ -111,7 +113,7 @@ class ResponseCacheEdge:
             and isinstance(variables, dict | None)
             and isinstance(operation, str | None)
         ):
-            target = _Target(
+            target = Target(
                 key=self.service.response_key(document, variables, operation),
                 query=is_query(document, operation),
                 operation=operation_label(document, operation),
@@ -129,18 +131,23 @@ MAX_REMEMBERED_REQUEST = 8 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class Target:
     key: tuple[str, str]
     query: bool
     operation: str
     """The label metrics and logs give a stored answer (stored only after it validated)."""
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+async def read_body(
+    receive: Receive, limit: int, first: Message | None = None
+) -> tuple[bytes, bool]:
+    """The request body, read until it ends (complete) or passes `limit` or the client leaves
+    (not complete); `first` is a message already received."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        message = first if first is not None else await receive()
+        first = None
         if message["type"] != "http.request":
             return b"".join(chunks), False
         chunk = message.get("body", b"")
@@ -152,26 +159,32 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), False
 
 
-def _replay(body: bytes, receive: Receive, complete: bool) -> Receive:
+def replay(body: bytes, receive: Receive, complete: bool) -> Receive:
     """Hand the downstream app the body already read, then the rest of the stream."""
     sent = False
 
-    async def replay() -> Message:
+    async def replayed() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": not complete}
         return await receive()
 
-    return replay
+    return replayed
 
 
-def _is_json(scope: Scope) -> bool:
+def content_type(scope: Scope) -> bytes | None:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media_type: bytes = value.split(b";", 1)[0].strip().lower()
-            return media_type == b"application/json"
-    return False
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def is_json(content_type: bytes | None) -> bool:
+    """Whether a Content-Type header says JSON, the only body a stored answer is kept for."""
+    if content_type is None:
+        return False
+    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
 
 
 def _json_object(body: bytes) -> MutableMapping[str, Any] | None:
@@ -197,16 +210,19 @@ def _query_params_of(query_string: bytes) -> MutableMapping[str, Any] | None:
     return request
 
 
-async def _send_json(send: Send, body: bytes, cache: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-cache", cache),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def stored_answer(stored: StoredResponse, *extra: tuple[bytes, bytes]) -> Message:
+    """The start of an answer with a stored GraphQL response (its body follows as is); `extra`
+    headers are added (the request id)."""
+    return {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [*stored.headers, _HIT, *extra],
+    }
+
+
+def _stored_headers(body: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    # Kept with the answer, so a hit does not make them again.
+    return ((b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()))
+
+
+_HIT = (b"x-cache", b"HIT")
