@@ -59,6 +59,18 @@ def unauthenticated() -> Unauthenticated:
     return Unauthenticated(UNAUTHENTICATED_MESSAGE)
 
 
+def authorization_of(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The request's Authorization header; raises Unauthenticated when it comes twice, since
+    then no one can say which credential the caller meant (RFC 9110 allows it once)."""
+    found: bytes | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if found is not None:
+                raise unauthenticated()
+            found = value
+    return found
+
+
 class CallerResolver:
     """Resolves callers for REST, GraphQL and websockets alike; set up by the app's lifespan.
 
@@ -143,10 +155,7 @@ class CallerResolver:
         identity: Identity | None = scope.get(IDENTITY_KEY)
         if identity is None:
             if authorization is None:
-                for name, value in scope["headers"]:
-                    if name == b"authorization":
-                        authorization = value
-                        break
+                authorization = authorization_of(scope["headers"])
             identity = self._from_header(authorization)
             scope[IDENTITY_KEY] = identity
         return identity

@@ -9,7 +9,7 @@ import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.callers import CallerResolver, Identity
+from app.callers import CallerResolver, Identity, unauthenticated
 from app.config import Settings
 from app.errors import GatewayError, PayloadTooLarge, RateLimited, Unauthenticated
 from app.rest.errors import gateway_error_response
@@ -104,6 +104,7 @@ class RequestGate:
         length: int | None = None
         multipart = False
         authorization: bytes | None = None
+        credentials = 0
         for name, value in scope["headers"]:
             if name == b"content-length":
                 length = int(value) if value.isdigit() else None
@@ -111,6 +112,7 @@ class RequestGate:
                 multipart = value[:19].lower() == b"multipart/form-data"
             elif name == b"authorization":
                 authorization = value
+                credentials += 1
         graphql = path == GRAPHQL_PATH
         if (method, path) in UPLOAD_ROUTES:
             limit = self.max_upload_bytes
@@ -126,6 +128,8 @@ class RequestGate:
             method == "OPTIONS" or (graphql and method == "GET" and not _has_query(scope))
         ):
             try:
+                if credentials > 1:
+                    raise unauthenticated()  # which one was meant? (callers.authorization_of)
                 self.admit(scope, authorization)
             except (Unauthenticated, RateLimited) as error:
                 await _reject(scope, send, error, graphql)

@@ -21,7 +21,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Connec
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from app.callers import CallerResolver, Identity
+from app.callers import CallerResolver, Identity, authorization_of
 from app.errors import GatewayError, RateLimited, Unauthenticated
 from app.graphql.context import GraphQLContext
 from app.graphql.graphiql import GRAPHIQL_HEADERS, graphiql_page
@@ -150,7 +150,8 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         assert isinstance(websocket, WebSocket)
         credential = payload.get("Authorization", payload.get("authorization"))
         if credential is None:
-            credential = websocket.headers.get("authorization")
+            header = authorization_of(websocket.scope["headers"])
+            credential = header.decode("latin-1") if header is not None else None
         if credential is not None and not isinstance(credential, str):
             credential = "-"  # not a credential at all: refused like a wrong one
         identity = self._callers.authenticate(credential)
