@@ -4,14 +4,14 @@ pass, with the checks and records of the full chain; every other request takes t
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import GatewayError
 from app.gate import API_PREFIX, GRAPHQL_PATH, RequestGate
 from app.graphql.edge import MAX_CACHEABLE_REQUEST, ResponseCacheEdge, is_json, read_body, replay
 from app.graphql.edge import stored_answer as stored_graphql_answer
-from app.observability import RequestRecord
 from app.rest.edge import StoredReads
 from app.rest.edge import stored_answer as stored_read_answer
 from app.service import BootService, Caller
@@ -26,7 +26,7 @@ class FrontDoor:
     a coroutine, a pass over the headers and context-variable work, and on a stored answer
     those were a third of the gateway's CPU (docs/benchmarks.md). This frame scans the headers
     once and calls the pieces those layers are made of (`RequestGate.admit`, the edges' lookups
-    and answers, `Telemetry.finish`), so a stored answer, the checks before it and the metrics
+    and answers, `Telemetry.stored`), so a stored answer, the checks before it and the metrics
     and access line after it are the same whichever way a request comes.
 
     Left to the chain: anything but POST or GET /graphql and GET /api/v1/...; a body of unknown
@@ -59,18 +59,17 @@ class FrontDoor:
         # A stored GraphQL answer is only kept for a body of at most MAX_CACHEABLE_REQUEST.
         self.max_body = min(gate.max_request_bytes, MAX_CACHEABLE_REQUEST)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Returns the awaitable of whichever path takes the request: no frame of its own.
         if scope["type"] == "http":
             path: str = scope["path"]
             method: str = scope["method"]
             if path == GRAPHQL_PATH:
                 if method == "POST" or (method == "GET" and scope["query_string"]):
-                    await self._graphql(scope, receive, send, method)
-                    return
+                    return self._graphql(scope, receive, send, method)
             elif method == "GET" and path.startswith(_REST_PATHS):
-                await self._read(scope, receive, send)
-                return
-        await self.chain(scope, receive, send)
+                return self._read(scope, receive, send)
+        return self.chain(scope, receive, send)
 
     async def _graphql(self, scope: Scope, receive: Receive, send: Send, method: str) -> None:
         started = time.perf_counter()
@@ -100,7 +99,6 @@ class FrontDoor:
             stored = self.service.stored_response(caller, target.key) if caller else None
             if stored is not None:
                 request_id, header = self.telemetry.request_id_of(headers.get(b"x-request-id"))
-                record = RequestRecord(request_id, target.operation, "HIT")
                 start = stored_graphql_answer(stored, header)
                 # Sent here rather than by a shared coroutine: one frame less on every hit.
                 self.in_flight["graphql"] += 1
@@ -108,7 +106,11 @@ class FrontDoor:
                     await send(start)
                     await send({"type": "http.response.body", "body": stored.body})
                 finally:
-                    self._answered(scope, "graphql", record, start, started)
+                    self.in_flight["graphql"] -= 1
+                    seconds = time.perf_counter() - started
+                    self.telemetry.stored(
+                        scope, "graphql", target.operation, request_id, 200, seconds
+                    )
                 return
             if caller is not None:
                 scope[MISSED_KEY] = True
@@ -124,14 +126,18 @@ class FrontDoor:
             stored = self.service.stored_response(caller, key)
             if stored is not None:
                 request_id, header = self.telemetry.request_id_of(headers.get(b"x-request-id"))
-                record = RequestRecord(request_id, self.rest.operation(key), "HIT")
                 start, body = stored_read_answer(stored, headers.get(b"if-none-match"), header)
                 self.in_flight["rest"] += 1
                 try:
                     await send(start)
                     await send({"type": "http.response.body", "body": body})
                 finally:
-                    self._answered(scope, "rest", record, start, started)
+                    self.in_flight["rest"] -= 1
+                    seconds = time.perf_counter() - started
+                    operation = self.rest.operation(key)
+                    self.telemetry.stored(
+                        scope, "rest", operation, request_id, start["status"], seconds
+                    )
                 return
             scope[MISSED_KEY] = True
         await self.chain(scope, receive, send)
@@ -159,15 +165,6 @@ class FrontDoor:
             # nothing from its rate, so it is not counted twice.
             return None
         return stored_answer_caller(identity)
-
-    def _answered(
-        self, scope: Scope, api: str, record: RequestRecord, start: Message, started: float
-    ) -> None:
-        """Account for a stored answer as the chain's telemetry would (which, like this, counts
-        the status of a response whose sending failed)."""
-        self.in_flight[api] -= 1
-        seconds = time.perf_counter() - started
-        self.telemetry.finish(scope, api, record, start["status"], None, seconds)
 
 
 def _json(content_type: bytes | None) -> bool:

@@ -68,6 +68,9 @@ class _RequestIds:
         """The id for a request whose X-Request-ID header is `value` (None: it sent none)."""
         if value is not None and _VALID_ID.fullmatch(value):
             return value.decode("ascii")
+        return self.new()
+
+    def new(self) -> str:
         return self._prefix + hex(self._next())[2:].zfill(16)
 
 
@@ -135,7 +138,9 @@ class Telemetry:
 
     def request_id_of(self, value: bytes | None) -> tuple[str, tuple[bytes, bytes]]:
         """The id of a request that sent `value` as X-Request-ID, and the header returning it."""
-        rid = self.request_id.accept(value)
+        if value is not None and _VALID_ID.fullmatch(value):
+            return value.decode("ascii"), (_HEADER, value)
+        rid = self.request_id.new()
         return rid, (_HEADER, rid.encode("ascii"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,6 +189,17 @@ class Telemetry:
             attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
         )
         return span, otel_context.attach(set_span_in_context(span))
+
+    def stored(
+        self, scope: Scope, api: str, operation: str, request_id: str, status: int, seconds: float
+    ) -> None:
+        """`finish` for a stored answer (no upstream calls, no errors, no span), which builds
+        the request's record only when its access line is written."""
+        if self.log.isEnabledFor(logging.INFO):
+            record = RequestRecord(request_id, operation, "HIT")
+            self.finish(scope, api, record, status, None, seconds)
+        else:
+            self.metrics.observe_request(api, operation, status, seconds)
 
     def finish(
         self,
