@@ -116,8 +116,8 @@ class _Responder:
 
 
 class Telemetry:
-    """ASGI middleware around the whole app, `http` being where HTTP requests go (the response
-    cache's edge): one frame on the hit path, a few microseconds a request."""
+    """ASGI middleware around the whole app behind the front door (app/front_door.py), `http`
+    being where HTTP requests go (CORS, the gate and the stored-answer edges)."""
 
     def __init__(
         self,
