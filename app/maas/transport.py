@@ -70,7 +70,15 @@ class AiohttpTransport(_AiohttpTransport):
     without aiohttp's hidden resend: retrying is the client's decision alone."""
 
     def get_client(self) -> aiohttp.ClientSession:
-        session = super().get_client()
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+            limit=self.limits.max_connections or 0,
+        )
+        # The session keeps no cookies: aiohttp's default jar sends every cookie a server set
+        # on every later request, whichever caller's credential signs it, and one pool serves
+        # every caller (the httpx side refuses them too, maas/client.py _NoCookies).
+        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         # aiohttp silently resends a GET/PUT/DELETE once when the peer drops the connection.
         # A chunk PUT appends (maas-api.md §5.5), so a resend could apply it twice; there is no
         # public switch, and tests/maas/test_maas_transport.py fails if this one stops working.

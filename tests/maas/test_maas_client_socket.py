@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from maas_support import ADMIN_KEY
+from maas_support import ADMIN_KEY, USER_KEY
 
 from app.maas import Backend, MaasClient, MaasCredentials
 from app.observability import request_id
@@ -23,8 +23,9 @@ RESOURCE = {"id": 1, "type": "Uploaded", "name": "alma9", "architecture": "amd64
 class RecordingPeer:
     """Answers every request with one boot resource after `delay_s`, recording what it saw."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, set_cookie: bytes | None = None) -> None:
         self.delay_s = delay_s
+        self.set_cookie = set_cookie
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.peak = 0
@@ -47,13 +48,10 @@ class RecordingPeer:
             with self._lock:
                 self.in_flight -= 1
         body = orjson.dumps(RESOURCE)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
+        headers = [(b"content-type", b"application/json")]
+        if self.set_cookie is not None:
+            headers.append((b"set-cookie", self.set_cookie))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -112,3 +110,20 @@ async def test_fan_out_runs_concurrently_up_to_the_bound() -> None:
             await asyncio.gather(*(maas.get_boot_resource(1) for _ in range(30)))
 
     assert peer.peak == 30
+
+
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+async def test_cookies_maas_sets_never_ride_on_a_later_request(backend: Backend) -> None:
+    # One pool serves callers with different credentials: a session cookie MAAS set for one
+    # caller must not go upstream with the next caller's request (nor with the same one's).
+    peer = RecordingPeer(set_cookie=b"sessionid=alice-session; Path=/; HttpOnly")
+    with BackgroundServer(peer) as server:
+        # By name, as MAAS usually is: aiohttp's jar keeps no cookies from IP addresses.
+        url = f"http://localhost:{server.port}/MAAS"
+        async with MaasClient(url, MaasCredentials.from_key(ADMIN_KEY), backend=backend) as maas:
+            await maas.get_boot_resource(1)
+            await maas.get_boot_resource(1)
+            other = maas.bind(MaasCredentials.from_key(USER_KEY))
+            await other.get_boot_resource(1)
+    assert len(peer.headers) == 3
+    assert [h.get("cookie") for h in peer.headers] == [None, None, None]
