@@ -316,7 +316,7 @@ class BootService:
             else:
                 details[resource_id] = detail
         if missing:
-            loaded = await asyncio.gather(*self._detail_reads(caller, missing))
+            loaded = await asyncio.gather(*self.detail_reads(caller, missing))
             details.update(zip(missing, loaded, strict=True))
         return [details[i] for i in ids]
 
@@ -324,9 +324,9 @@ class BootService:
         self, caller: Caller, resource_ids: Iterable[int]
     ) -> list[BootResource | BaseException]:
         """Like get_boot_resources, but one failed read fails only its own item."""
-        return await self.settle(self._detail_reads(caller, resource_ids))
+        return await self.settle(self.detail_reads(caller, resource_ids))
 
-    def _detail_reads(
+    def detail_reads(
         self, caller: Caller, resource_ids: Iterable[int]
     ) -> list[Awaitable[BootResource]]:
         """Reads of these details, to await together: at most the fan-out bound in flight."""

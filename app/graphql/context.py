@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,23 +34,48 @@ class Loaders:
     async def prefetch_boot_resources(
         self, resources: Sequence[models.BootResource]
     ) -> list[models.BootResource]:
-        """The resources with their details, read at once under the request's fan-out cap; one
-        that fails stays shallow, so its nested fields report its own error."""
+        """The resources, their details read at once under the request's fan-out cap: those at
+        hand come back detailed; the rest come back as they are, their reads already sent, and
+        each one's nested fields complete as its own detail arrives, while the others are still
+        on their way (rather than all of them after the last one)."""
         service, caller = self.service, self.caller
-        at_hand = {
-            r.id: service.cached_boot_resource(caller, r.id) for r in resources if r.sets is None
-        }
-        wanted = [resource_id for resource_id, detail in at_hand.items() if detail is None]
-        loaded: dict[int, object] = dict(at_hand)
-        if wanted:
-            loaded.update(zip(wanted, await self._load_boot_resources(wanted), strict=True))
-        detailed = []
+        detailed: list[models.BootResource] = []
+        wanted: list[int] = []
         for resource in resources:
-            detail = loaded.get(resource.id)
-            if isinstance(detail, models.BootResource):
-                resource = detail
+            if resource.sets is None:
+                detail = service.cached_boot_resource(caller, resource.id)
+                if detail is None:
+                    wanted.append(resource.id)
+                else:
+                    resource = detail
             detailed.append(resource)
+        if wanted:
+            self._start_boot_resource_reads(wanted)
+            # Two turns of the loop, so every read is on the wire before the list completes
+            # around them: one for each read to start its single-flight load (a task of its
+            # own, app/cache.py), one for the loads to send.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         return detailed
+
+    def _start_boot_resource_reads(self, ids: Sequence[int]) -> None:
+        """Start these detail reads now; `boot_resource.load(id)` then awaits the one in flight
+        (a failed read fails only its own resource's fields)."""
+        self.fanout_used += len(ids)
+        limit = self.service.max_fanout
+        loop = asyncio.get_running_loop()
+        reads: list[asyncio.Future[models.BootResource]]
+        if self.fanout_used > limit:
+            error = _fanout_exceeded(limit)
+            reads = [loop.create_future() for _ in ids]
+            for read in reads:
+                read.set_exception(error)
+        else:
+            reads = [asyncio.ensure_future(r) for r in self.service.detail_reads(self.caller, ids)]
+        for resource_id, read in zip(ids, reads, strict=True):
+            # Fields that never ran (an error elsewhere nulled the list) leave it unretrieved.
+            read.add_done_callback(_retrieve)
+            self.boot_resource.cache_map.set(resource_id, read)
 
     async def _load_boot_resources(
         self, ids: Sequence[int]
@@ -58,11 +84,7 @@ class Loaders:
         self.fanout_used += len(ids)
         limit = self.service.max_fanout
         if self.fanout_used > limit:
-            error = PayloadTooLarge(
-                f"this query needs more than {limit} boot-resource reads; narrow it with a filter",
-                details={"limit": limit},
-            )
-            return [error] * len(ids)
+            return [_fanout_exceeded(limit)] * len(ids)
         return await self.service.get_boot_resources_settled(self.caller, ids)
 
     async def _load_selections(
@@ -109,3 +131,15 @@ class GraphQLContext(BaseContext):
         self.identity = identity
         self.caller = identity.caller
         self.loaders = Loaders(self.service, identity.caller)
+
+
+def _fanout_exceeded(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"this query needs more than {limit} boot-resource reads; narrow it with a filter",
+        details={"limit": limit},
+    )
+
+
+def _retrieve(read: asyncio.Future[models.BootResource]) -> None:
+    if not read.cancelled():
+        read.exception()

@@ -147,3 +147,29 @@ def test_validation_cache_hits_across_requests(gateway: BackgroundServer) -> Non
     after = cached.cache_info()
     assert after.hits - before.hits >= 3
     assert after.misses == before.misses
+
+
+def test_a_failed_detail_read_fails_only_its_own_resource_and_is_not_repeated(
+    start_gateway: GatewayFactory, simulator: BackgroundServer
+) -> None:
+    gateway = start_gateway(
+        maas_retries=0, response_cache_ttl=0, cache_ttl_boot_resource=0.2, cache_stale_ttl=0.05
+    )
+    query = "{ bootResources { id latestSet { version } } }"
+    before = gql(gateway.url, query).json()["data"]["bootResources"]
+    ids = [r["id"] for r in before]
+    victim = next(r["id"] for r in before if r["latestSet"] is not None)
+    time.sleep(0.4)  # the details are read again, none of them servable stale
+    set_faults(simulator.url, {"path": f"/boot-resources/{victim}/$", "status": 503})
+    reset_counts(simulator.url)
+    body = gql(gateway.url, query).json()
+    after = body["data"]["bootResources"]
+    assert [r["id"] for r in after] == ids
+    assert {r["id"]: r["latestSet"] for r in after} == {
+        r["id"]: None if r["id"] == victim else r["latestSet"] for r in before
+    }
+    [error] = body["errors"]
+    assert error["path"] == ["bootResources", ids.index(victim), "latestSet"]
+    assert error["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+    # The failed read is reported, not made a second time by the field that needed it.
+    assert upstream_counts(simulator.url)[f"GET /MAAS/api/2.0/boot-resources/{victim}/"] == 1
