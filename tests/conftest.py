@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
 
 import httpx
 import pytest
@@ -34,3 +36,18 @@ def simulator(simulator_server: BackgroundServer) -> BackgroundServer:
     # verify=False: plain HTTP on loopback, so skip loading a CA bundle (30 ms per call).
     httpx.post(f"{simulator_server.url}/_simulator/reset", verify=False).raise_for_status()
     return simulator_server
+
+
+@pytest.fixture
+def start_gateway(simulator: BackgroundServer) -> Iterator[Any]:
+    """Start gateways against the simulator with setting overrides (and another MAAS key if
+    given); all are stopped when the test ends."""
+    from tests.gateway import gateway_settings, running_gateway
+
+    with ExitStack() as stack:
+
+        def start(api_key: str = ADMIN_KEY, **overrides: Any) -> BackgroundServer:
+            settings = gateway_settings(simulator.url, api_key, **overrides)
+            return stack.enter_context(running_gateway(settings))
+
+        yield start

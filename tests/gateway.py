@@ -18,6 +18,8 @@ from app.security import new_token, parse_scopes, token_line
 from app.serving import BackgroundServer
 
 T = TypeVar("T")
+GatewayFactory = Callable[..., BackgroundServer]
+"""Starts a gateway with setting overrides (the `start_gateway` fixture)."""
 
 # Well-formed, but unknown to the simulator.
 WRONG_KEY = "WrongConsumerKey00:WrongTokenKey00000:WrongSecret0000000000000000000000"

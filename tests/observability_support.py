@@ -11,9 +11,16 @@ from typing import Any
 
 import httpx
 import orjson
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.logs import ACCESS_LOGGER, JsonFormatter
+from app.main import create_app
+from app.serving import BackgroundServer
+from tests.conftest import ADMIN_KEY
+from tests.gateway import gateway_settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -37,6 +44,17 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def label_values(samples: Samples, name: str, label: str) -> set[str]:
     return {dict(labels)[label] for (sample, labels), _ in samples.items() if sample == name}
+
+
+@contextmanager
+def traced_gateway(simulator_url: str) -> Iterator[tuple[BackgroundServer, InMemorySpanExporter]]:
+    """A gateway whose spans go to an in-memory exporter (readiness probes seldom), running."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = gateway_settings(simulator_url, ADMIN_KEY, readiness_probe_interval=60)
+    with BackgroundServer(create_app(settings, tracer_provider=provider)) as gateway:
+        yield gateway, exporter
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0, message: str = "") -> None:

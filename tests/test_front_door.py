@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from starlette.types import Receive, Scope, Send
 
@@ -24,15 +20,15 @@ from app.observability import REQUEST_ID_HEADER
 from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import (
+    GatewayFactory,
     bearer,
     gateway_settings,
     gql,
     reset_counts,
-    running_gateway,
     upstream_counts,
     write_tokens,
 )
-from tests.observability_support import captured_log, scrape, value, wait_for
+from tests.observability_support import captured_log, scrape, traced_gateway, value, wait_for
 
 QUERY = "query Names { bootResources { id name sets { version } } }"
 REQUESTS = "maas_gateway_http_requests_total"
@@ -40,20 +36,8 @@ GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture
-def start(simulator: BackgroundServer) -> Iterator[Any]:
-    with ExitStack() as stack:
-
-        def start(**overrides: Any) -> BackgroundServer:
-            settings = gateway_settings(simulator.url, ADMIN_KEY, **overrides)
-            return stack.enter_context(running_gateway(settings))
-
-        yield start
-
-
-@pytest.fixture
-def gateway(start: Any) -> BackgroundServer:
-    server: BackgroundServer = start()
-    return server
+def gateway(start_gateway: GatewayFactory) -> BackgroundServer:
+    return start_gateway()
 
 
 class CountingChain:
@@ -164,9 +148,11 @@ def test_a_stored_answer_returns_the_callers_request_id_or_one_of_ours(
     assert len(ids) == 5
 
 
-def test_stored_answers_are_counted_and_logged_like_any_request(start: Any, tmp_path: Path) -> None:
+def test_stored_answers_are_counted_and_logged_like_any_request(
+    start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
     tokens = write_tokens(tmp_path / "tokens", ui="read")
-    gateway = start(tokens_file=str(tmp_path / "tokens"))
+    gateway = start_gateway(tokens_file=str(tmp_path / "tokens"))
     ui = bearer(tokens["ui"])
     gql(gateway.url, QUERY, headers=ui)
     first = httpx.get(f"{gateway.url}/api/v1/boot-sources", headers=ui)
@@ -210,10 +196,10 @@ def test_stored_answers_are_counted_and_logged_like_any_request(start: Any, tmp_
 
 
 def test_a_stored_answer_is_refused_to_a_wrong_credential_and_over_the_rate(
-    start: Any, tmp_path: Path, simulator: BackgroundServer
+    start_gateway: GatewayFactory, tmp_path: Path, simulator: BackgroundServer
 ) -> None:
     tokens = write_tokens(tmp_path / "tokens", ui="read", writer="write")
-    gateway = start(
+    gateway = start_gateway(
         tokens_file=str(tmp_path / "tokens"), rate_limit_per_second=0.01, rate_limit_burst=2
     )
     assert gql(gateway.url, QUERY, headers=bearer(tokens["ui"])).status_code == 200
@@ -252,8 +238,10 @@ def test_chunked_and_get_requests_for_a_stored_answer_are_answered_from_it(
     assert by_get.content == first.content
 
 
-def test_a_body_over_the_limit_is_refused_before_any_stored_answer(start: Any) -> None:
-    gateway = start(max_request_bytes=300)
+def test_a_body_over_the_limit_is_refused_before_any_stored_answer(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = start_gateway(max_request_bytes=300)
     small = "{ bootResources { id } }"
     gql(gateway.url, small)
     assert gql(gateway.url, small).headers["x-cache"] == "HIT"
@@ -264,11 +252,7 @@ def test_a_body_over_the_limit_is_refused_before_any_stored_answer(start: Any) -
 def test_with_tracing_on_a_stored_answer_gets_its_server_span(
     simulator: BackgroundServer,
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    settings = gateway_settings(simulator.url, ADMIN_KEY, readiness_probe_interval=60)
-    with BackgroundServer(create_app(settings, tracer_provider=provider)) as gateway:
+    with traced_gateway(simulator.url) as (gateway, exporter):
         gql(gateway.url, QUERY)
         exporter.clear()
         assert gql(gateway.url, QUERY).headers["x-cache"] == "HIT"

@@ -6,10 +6,8 @@ import ast
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +18,7 @@ from app.graphql.graphiql import CONTENT_SECURITY_POLICY
 from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import (
+    GatewayFactory,
     bearer,
     gateway_settings,
     gql,
@@ -32,18 +31,6 @@ from tests.gateway import (
 APP = Path(__file__).resolve().parents[1] / "app"
 QUERY = "{ bootResources { id name } }"
 ORIGIN = "https://ui.example.com"
-Start = Callable[..., BackgroundServer]
-
-
-@pytest.fixture
-def start(simulator: BackgroundServer) -> Iterator[Start]:
-    with ExitStack() as stack:
-
-        def start(**overrides: Any) -> BackgroundServer:
-            settings = gateway_settings(simulator.url, ADMIN_KEY, **overrides)
-            return stack.enter_context(running_gateway(settings))
-
-        yield start
 
 
 def envelope_code(response: httpx.Response) -> str:
@@ -58,9 +45,11 @@ def graphql_codes(response: httpx.Response) -> list[str]:
 # --- rate limits ------------------------------------------------------------------------------
 
 
-def test_a_principal_over_its_rate_gets_429_with_retry_after(start: Start, tmp_path: Path) -> None:
+def test_a_principal_over_its_rate_gets_429_with_retry_after(
+    start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
     tokens = write_tokens(tmp_path / "tokens", busy="read", calm="read")
-    gateway = start(
+    gateway = start_gateway(
         tokens_file=str(tmp_path / "tokens"), rate_limit_per_second=1, rate_limit_burst=3
     )
     busy, calm = bearer(tokens["busy"]), bearer(tokens["calm"])
@@ -81,21 +70,21 @@ def test_a_principal_over_its_rate_gets_429_with_retry_after(start: Start, tmp_p
     assert gql(gateway.url, QUERY, headers=busy).status_code == 200
 
 
-def test_anonymous_callers_are_limited_by_address(start: Start) -> None:
-    gateway = start(anonymous_scopes="read", rate_limit_per_second=0.5, rate_limit_burst=2)
+def test_anonymous_callers_are_limited_by_address(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(anonymous_scopes="read", rate_limit_per_second=0.5, rate_limit_burst=2)
     assert [gql(gateway.url, QUERY).status_code for _ in range(3)] == [200, 200, 429]
 
 
-def test_rate_limits_can_be_switched_off(start: Start) -> None:
-    gateway = start(rate_limit_per_second=0, rate_limit_burst=1)
+def test_rate_limits_can_be_switched_off(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(rate_limit_per_second=0, rate_limit_burst=1)
     assert {gql(gateway.url, QUERY).status_code for _ in range(20)} == {200}
 
 
 def test_websocket_sign_ins_and_operations_count_against_the_rate(
-    start: Start, tmp_path: Path
+    start_gateway: GatewayFactory, tmp_path: Path
 ) -> None:
     tokens = write_tokens(tmp_path / "tokens", live="read")
-    gateway = start(
+    gateway = start_gateway(
         tokens_file=str(tmp_path / "tokens"), rate_limit_per_second=0.1, rate_limit_burst=2
     )
     url = gateway.url.replace("http://", "ws://") + "/graphql"
@@ -133,8 +122,8 @@ def preflight(gateway: BackgroundServer, path: str, origin: str, headers: str) -
     )
 
 
-def test_cors_answers_listed_origins_only(start: Start) -> None:
-    gateway = start(cors_origins=f"{ORIGIN}, https://other.example.com:8443")
+def test_cors_answers_listed_origins_only(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(cors_origins=f"{ORIGIN}, https://other.example.com:8443")
     allowed = preflight(gateway, "/graphql", ORIGIN, "authorization,content-type")
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
@@ -147,8 +136,8 @@ def test_cors_answers_listed_origins_only(start: Start) -> None:
     assert rest.headers["access-control-allow-origin"] == "https://other.example.com:8443"
 
 
-def test_cors_headers_reach_refusals_and_stored_answers(start: Start) -> None:
-    gateway = start(cors_origins=ORIGIN, anonymous_scopes="read")
+def test_cors_headers_reach_refusals_and_stored_answers(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(cors_origins=ORIGIN, anonymous_scopes="read")
     origin = {"Origin": ORIGIN}
     first = gql(gateway.url, QUERY, headers=origin)
     hit = gql(gateway.url, QUERY, headers=origin)
@@ -163,8 +152,8 @@ def test_cors_headers_reach_refusals_and_stored_answers(start: Start) -> None:
     assert "access-control-allow-origin" not in foreign.headers
 
 
-def test_without_cors_origins_no_cors_headers_are_sent(start: Start) -> None:
-    gateway = start()
+def test_without_cors_origins_no_cors_headers_are_sent(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway()
     response = gql(gateway.url, QUERY, headers={"Origin": ORIGIN})
     assert "access-control-allow-origin" not in response.headers
     assert preflight(gateway, "/graphql", ORIGIN, "authorization").status_code == 405
@@ -186,9 +175,9 @@ def ws_handshake(gateway: BackgroundServer, origin: str) -> int:
         return status
 
 
-def test_websockets_from_other_origins_need_the_allow_list(start: Start) -> None:
-    listed = start(cors_origins=ORIGIN)
-    unlisted = start()
+def test_websockets_from_other_origins_need_the_allow_list(start_gateway: GatewayFactory) -> None:
+    listed = start_gateway(cors_origins=ORIGIN)
+    unlisted = start_gateway()
     for gateway, origin, accepted in (
         (listed, ORIGIN, True),
         (listed, "https://evil.example.net", False),
@@ -207,11 +196,11 @@ def test_websockets_from_other_origins_need_the_allow_list(start: Start) -> None
 
 
 def test_graphql_requests_a_form_could_send_are_refused(
-    start: Start, simulator: BackgroundServer
+    start_gateway: GatewayFactory, simulator: BackgroundServer
 ) -> None:
     """Forms post multipart, urlencoded or text/plain cross-site without a preflight; the
     gateway runs none of them (strawberry CVE-2024-47082), even with anonymous write."""
-    gateway = start()
+    gateway = start_gateway()
     mutation = "mutation { startImport { importing } }"
     reset_counts(simulator.url)
     multipart = httpx.post(
@@ -240,8 +229,8 @@ def test_graphql_requests_a_form_could_send_are_refused(
     assert with_header.json() == {"data": {"startImport": {"importing": True}}}
 
 
-def test_the_preflight_header_is_refused_to_unlisted_origins(start: Start) -> None:
-    gateway = start(cors_origins=ORIGIN)
+def test_the_preflight_header_is_refused_to_unlisted_origins(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(cors_origins=ORIGIN)
     refused = preflight(gateway, "/graphql", "https://evil.example.net", "apollo-require-preflight")
     assert "access-control-allow-origin" not in refused.headers
 
@@ -249,8 +238,8 @@ def test_the_preflight_header_is_refused_to_unlisted_origins(start: Start) -> No
 # --- body limits ------------------------------------------------------------------------------
 
 
-def test_json_bodies_over_the_limit_are_refused_with_413(start: Start) -> None:
-    gateway = start(max_request_bytes=2048)
+def test_json_bodies_over_the_limit_are_refused_with_413(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(max_request_bytes=2048)
     big = {"url": "http://example.com/" + "a" * 4000, "keyring_filename": "/k.gpg"}
     rest = httpx.post(f"{gateway.url}/api/v1/boot-sources", json=big)
     assert rest.status_code == 413
@@ -265,8 +254,8 @@ def test_json_bodies_over_the_limit_are_refused_with_413(start: Start) -> None:
     assert gql(gateway.url, QUERY).status_code == 200
 
 
-def test_chunked_bodies_are_stopped_at_the_limit(start: Start) -> None:
-    gateway = start(max_request_bytes=2048)
+def test_chunked_bodies_are_stopped_at_the_limit(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(max_request_bytes=2048)
 
     def chunks() -> Iterator[bytes]:
         yield b'{"query": "{ bootResources { id } }", "pad": "'
@@ -283,9 +272,9 @@ def test_chunked_bodies_are_stopped_at_the_limit(start: Start) -> None:
 
 
 def test_uploads_may_be_larger_than_json_bodies_up_to_their_own_limit(
-    start: Start, simulator: BackgroundServer
+    start_gateway: GatewayFactory, simulator: BackgroundServer
 ) -> None:
-    gateway = start(max_request_bytes=2048, max_upload_bytes=64 * 1024)
+    gateway = start_gateway(max_request_bytes=2048, max_upload_bytes=64 * 1024)
     image = b"\x1f\x8b" + bytes(20 * 1024)
     params = {"name": "custom/limits", "architecture": "amd64/generic"}
     created = httpx.post(f"{gateway.url}/api/v1/boot-resources", params=params, content=image)
@@ -312,8 +301,10 @@ def test_uploads_may_be_larger_than_json_bodies_up_to_their_own_limit(
 # --- GraphiQL ---------------------------------------------------------------------------------
 
 
-def test_the_graphiql_page_carries_a_strict_content_security_policy(start: Start) -> None:
-    gateway = start()
+def test_the_graphiql_page_carries_a_strict_content_security_policy(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = start_gateway()
     page = httpx.get(f"{gateway.url}/graphql", headers={"Accept": "text/html"})
     assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))

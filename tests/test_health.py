@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import httpx
-import pytest
 
 from app.health import UpstreamHealth
 from app.serving import BackgroundServer
@@ -19,17 +16,6 @@ from tests.gateway import gateway_settings, running_gateway, set_faults, upstrea
 from tests.observability_support import wait_for
 
 VERSION = "GET /MAAS/api/2.0/version/"
-
-
-@pytest.fixture
-def start_gateway(simulator: BackgroundServer) -> Iterator[Any]:
-    with ExitStack() as stack:
-
-        def start(**overrides: Any) -> BackgroundServer:
-            settings = gateway_settings(simulator.url, ADMIN_KEY, **overrides)
-            return stack.enter_context(running_gateway(settings))
-
-        yield start
 
 
 def readyz(gateway: BackgroundServer) -> httpx.Response:

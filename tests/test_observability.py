@@ -9,29 +9,31 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from app.config import Settings
 from app.logs import JsonFormatter, JsonLinesHandler, TextFormatter, configure_logging
 from app.maas.auth import MaasCredentials
-from app.main import create_app
 from app.observability import REQUEST_ID_HEADER
 from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings, gql, running_gateway, set_faults
-from tests.observability_support import captured_log, label_values, scrape, value, wait_for
+from tests.observability_support import (
+    captured_log,
+    label_values,
+    scrape,
+    traced_gateway,
+    value,
+    wait_for,
+)
 
 REQUESTS = "maas_gateway_http_requests_total"
 DURATION_COUNT = "maas_gateway_http_request_duration_seconds_count"
@@ -39,17 +41,6 @@ UPSTREAM = "maas_gateway_upstream_requests_total"
 UPSTREAM_COUNT = "maas_gateway_upstream_request_duration_seconds_count"
 CACHE = "maas_gateway_cache_requests_total"
 NESTED = "{ bootResources { id name sets { version files { filename } } } }"
-
-
-@pytest.fixture
-def start_gateway(simulator: BackgroundServer) -> Iterator[Any]:
-    with ExitStack() as stack:
-
-        def start(**overrides: Any) -> BackgroundServer:
-            settings = gateway_settings(simulator.url, ADMIN_KEY, **overrides)
-            return stack.enter_context(running_gateway(settings))
-
-        yield start
 
 
 @pytest.fixture
@@ -484,13 +475,8 @@ def test_websocket_handshake_returns_the_request_id(gateway: BackgroundServer) -
 def test_spans_cover_the_request_each_io_resolver_and_each_upstream_call(
     simulator: BackgroundServer,
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    settings = gateway_settings(simulator.url, ADMIN_KEY, readiness_probe_interval=60)
-    app = create_app(settings, tracer_provider=provider)
     trace_id = "0af7651916cd43dd8448eb211c80319c"
-    with BackgroundServer(app) as gateway:
+    with traced_gateway(simulator.url) as (gateway, exporter):
         wait_for(lambda: bool(exporter.get_finished_spans()))  # the readiness probe's call
         exporter.clear()
         response = gql(

@@ -6,8 +6,7 @@ import time
 
 from app.serving import BackgroundServer
 from tests.conftest import USER_KEY
-from tests.gateway import WRONG_KEY, gql, reset_counts, set_faults, upstream_counts
-from tests.graphql.conftest import GatewayFactory
+from tests.gateway import WRONG_KEY, GatewayFactory, gql, reset_counts, set_faults, upstream_counts
 
 
 def codes(body: dict) -> list[str]:

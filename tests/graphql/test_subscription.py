@@ -12,8 +12,7 @@ from typing import Any
 from websockets.sync.client import ClientConnection, connect
 
 from app.serving import BackgroundServer
-from tests.gateway import WRONG_KEY, gql, set_simulator_config
-from tests.graphql.conftest import GatewayFactory
+from tests.gateway import WRONG_KEY, GatewayFactory, gql, set_simulator_config
 
 PROGRESS = (
     "subscription { importProgress { importing resources { name version complete progress } } }"
