@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench import Result, at_least
 from bench.asgi import BENCH_TOKEN, fetch, load
-from bench.upstream import ADMIN_KEY
+from bench.upstream import ADMIN_KEY, simulator_process, url_child
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -58,26 +58,8 @@ class ServerProcess:
 
 @contextmanager
 def server_process(*args: str) -> Iterator[ServerProcess]:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bench.serve", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        url = child.stdout.readline().strip()
-        if not url.startswith("http://"):
-            raise RuntimeError(f"the server process did not start (said {url!r})")
-        yield ServerProcess(url, child.pid)
-    finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    with url_child("bench.serve", *args) as (url, pid):
+        yield ServerProcess(url, pid)
 
 
 @contextmanager
@@ -120,18 +102,22 @@ if __name__ == "__main__":
 
 
 def against_bare(
-    maas_url: str,
     request_for: Callable[[str, int], bytes],
     *,
+    label: str,
+    minimum: float,
+    resources: int = 50,
     seconds: float = 2.5,
     rounds: int = 3,
     connections: int = 16,
-) -> tuple[float, float, bytes]:
-    """Requests per second of a gateway answering one request over and over, and of a bare ASGI
-    app sending the same answer's bytes; and those bytes. Both servers stay up and take turns,
-    `rounds` times: each side's best round counts, so a burst of noise on a shared machine
-    lowers one round, not the ratio."""
+) -> Result:
+    """Requests per second of a gateway answering one request over and over (its MAAS the
+    simulator with `resources` boot resources), against a bare ASGI app sending the same
+    answer's bytes; `{kib}` in `label` becomes the answer's size. Both servers stay up and take
+    turns, `rounds` times: each side's best round counts, so a burst of noise on a shared
+    machine lowers one round, not the ratio."""
     with contextlib.ExitStack() as stack:
+        maas_url = stack.enter_context(simulator_process(latency_ms=0, resources=resources))
         gateway = stack.enter_context(server_process("gateway", maas_url))
         host, port = gateway.host_port
         gateway_request = request_for(host, port)
@@ -152,4 +138,7 @@ def against_bare(
                 load(*bare.host_port, bare_request, seconds=seconds, connections=connections)
             )
             bare_rps = max(bare_rps, rps)
-    return gateway_rps, bare_rps, body
+    ratio = gateway_rps / bare_rps
+    target, passed = at_least(ratio, minimum)
+    name = label.format(kib=len(body) // 1024)
+    return Result(name, gateway_rps, bare_rps, ratio, target, passed, unit="/s")

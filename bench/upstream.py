@@ -20,22 +20,21 @@ USER_KEY = "BenchUserConsumer1:BenchUserToken0001:BenchUserSecret000000000000000
 
 
 @contextmanager
-def simulator_process(*, latency_ms: float, resources: int) -> Iterator[str]:
-    """Start the child, yield the simulator's MAAS URL, stop the child on exit."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.upstream",
-        f"--latency-ms={latency_ms}",
-        f"--resources={resources}",
-    ]
-    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def url_child(module: str, *args: str) -> Iterator[tuple[str, int]]:
+    """Run `python -m module args` (a server that prints its URL on one line and serves until
+    its stdin closes); yield (URL, pid), stop it on exit."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         url = child.stdout.readline().strip()
         if not url.startswith("http://"):
-            raise RuntimeError(f"the simulator process did not start (said {url!r})")
-        yield url
+            raise RuntimeError(f"{module} did not start (said {url!r})")
+        yield url, child.pid
     finally:
         if child.stdin is not None:
             child.stdin.close()
@@ -44,6 +43,16 @@ def simulator_process(*, latency_ms: float, resources: int) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+@contextmanager
+def simulator_process(*, latency_ms: float, resources: int) -> Iterator[str]:
+    """Start the child, yield the simulator's MAAS URL, stop the child on exit."""
+    with url_child("bench.upstream", f"--latency-ms={latency_ms}", f"--resources={resources}") as (
+        url,
+        _,
+    ):
+        yield url
 
 
 async def _count_resources(url: str) -> int:
