@@ -10,11 +10,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from graphql import GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
+from graphql import OperationType
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.callers import CallerResolver
-from app.graphql.telemetry import operation_label
+from app.graphql.telemetry import operation_label, selected_operation
 from app.observability import note_operation
 from app.service import BootService, StoredResponse
 from app.stored_answers import MISSED_KEY, Captured, reader
@@ -27,14 +27,8 @@ MAX_CACHEABLE_REQUEST = 256 * 1024
 @lru_cache(maxsize=512)
 def is_query(document: str, operation_name: str | None) -> bool:
     """Only queries may be answered from a stored response; never mutations or subscriptions."""
-    try:
-        parsed = parse(document, max_tokens=5000)
-    except GraphQLSyntaxError:
-        return False
-    operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    return len(operations) == 1 and bool(operations[0].operation is OperationType.QUERY)
+    selected = selected_operation(document, operation_name)
+    return selected is not None and selected[1].operation is OperationType.QUERY
 
 
 class ResponseCacheEdge:

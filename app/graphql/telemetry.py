@@ -9,6 +9,7 @@ from inspect import isawaitable
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -28,6 +29,21 @@ INVALID = "invalid"
 """The label of a document that did not parse or validate: it names no real operation."""
 
 
+def selected_operation(
+    document: str, operation_name: str | None
+) -> tuple[DocumentNode, OperationDefinitionNode] | None:
+    """The parsed document and the operation a request runs (the named one, or the only one);
+    None when the document does not parse or does not single one out."""
+    try:
+        parsed = parse(document, max_tokens=5000)
+    except GraphQLError:
+        return None
+    operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    return (parsed, operations[0]) if len(operations) == 1 else None
+
+
 @lru_cache(maxsize=1024)
 def operation_label(document: str, operation_name: str | None = None) -> str:
     """`<operation type> <root fields, sorted, comma-separated>`, e.g. `query bootResources`.
@@ -36,19 +52,13 @@ def operation_label(document: str, operation_name: str | None = None) -> str:
     the label set stays as small as the schema. Only call it for a document that validated;
     unknown fields would otherwise become labels.
     """
-    try:
-        parsed = parse(document, max_tokens=5000)
-    except GraphQLError:
+    selected = selected_operation(document, operation_name)
+    if selected is None:
         return INVALID
-    operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    if len(operations) != 1:
-        return INVALID
+    parsed, operation = selected
     fragments = {
         d.name.value: d for d in parsed.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    operation = operations[0]
     fields = sorted(set(_root_fields(operation.selection_set, fragments, depth=0)))
     return f"{operation.operation.value} {','.join(fields)}"
 
