@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from graphql import OperationType
+from graphql import DocumentNode, GraphQLError, OperationType
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.callers import CallerResolver
-from app.graphql.telemetry import operation_label, selected_operation
+from app.graphql.telemetry import INVALID, operation_label, selected_operation
 from app.observability import note_operation
 from app.service import BootService, StoredResponse
 from app.stored_answers import MISSED_KEY, Captured, reader
@@ -24,24 +23,24 @@ log = logging.getLogger(__name__)
 MAX_CACHEABLE_REQUEST = 256 * 1024
 
 
-@lru_cache(maxsize=512)
-def is_query(document: str, operation_name: str | None) -> bool:
-    """Only queries may be answered from a stored response; never mutations or subscriptions."""
-    selected = selected_operation(document, operation_name)
-    return selected is not None and selected[1].operation is OperationType.QUERY
-
-
 class ResponseCacheEdge:
     """ASGI middleware in front of `/graphql` (DESIGN.md, "Performance model": cache hits skip
     routing, parsing and JSON encoding)."""
 
     def __init__(
-        self, app: ASGIApp, *, service: BootService, callers: CallerResolver, path: str
+        self,
+        app: ASGIApp,
+        *,
+        service: BootService,
+        callers: CallerResolver,
+        path: str,
+        parse: Callable[[str], DocumentNode],
     ) -> None:
         self.app = app
         self.service = service
         self.callers = callers
         self.path = path
+        self.parse = parse  # the schema's own: one token-limited, remembered parse a document
         self._known: dict[bytes, Target | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,16 +106,25 @@ class ResponseCacheEdge:
             and isinstance(variables, dict | None)
             and isinstance(operation, str | None)
         ):
-            target = Target(
-                key=self.service.response_key(document, variables, operation),
-                query=is_query(document, operation),
-                operation=operation_label(document, operation),
-            )
+            target = self._target(document, variables, operation)
         if len(raw) <= MAX_REMEMBERED_REQUEST:
             if len(self._known) >= MAX_REMEMBERED:
                 self._known.clear()
             self._known[raw] = target
         return target
+
+    def _target(
+        self, document: str, variables: dict[str, Any] | None, operation: str | None
+    ) -> Target:
+        key = self.service.response_key(document, variables, operation)
+        try:
+            parsed = self.parse(document)
+        except GraphQLError:
+            return Target(key=key, query=False, operation=INVALID)
+        selected = selected_operation(parsed, operation)
+        # Only queries may be answered from a stored response; never mutations or subscriptions.
+        query = selected is not None and selected.operation is OperationType.QUERY
+        return Target(key=key, query=query, operation=operation_label(parsed, operation))
 
 
 _UNKNOWN = object()

@@ -27,13 +27,8 @@ from opentelemetry.trace import Tracer
 from starlette.datastructures import UploadFile
 from strawberry.extensions import (
     AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
-from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema_converter import GraphQLCoreConverter
@@ -46,6 +41,7 @@ from app.errors import Conflict, GatewayError, NotFound, Unauthenticated, Valida
 from app.graphql import types
 from app.graphql.authorization import Authorize
 from app.graphql.context import GraphQLContext
+from app.graphql.limits import Documents, Limits
 from app.graphql.telemetry import OperationTelemetry, resolver_spans
 from app.observability import note_cache
 from app.security import unauthenticated_message, without_input_values
@@ -115,6 +111,7 @@ def _selects(info: GInfo, names: frozenset[str]) -> bool:
     from the parsed document: strawberry's `selected_fields` builds objects on every call)."""
     raw = info._raw_info
     pending = [node.selection_set for node in raw.field_nodes]
+    entered: set[str] = set()  # each fragment once: a fan-out of spreads costs no more
     while pending:
         selection_set = pending.pop()
         if selection_set is None:
@@ -125,7 +122,8 @@ def _selects(info: GInfo, names: frozenset[str]) -> bool:
                     return True
             elif isinstance(child, FragmentSpreadNode):
                 fragment = raw.fragments.get(child.name.value)
-                if fragment is not None:
+                if fragment is not None and child.name.value not in entered:
+                    entered.add(child.name.value)
                     pending.append(fragment.selection_set)
             elif isinstance(child, InlineFragmentNode):
                 pending.append(child.selection_set)
@@ -432,6 +430,8 @@ def _coded(error: GraphQLError) -> GraphQLError:
 
 
 class GatewaySchema(strawberry.Schema):
+    documents: Documents
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -447,22 +447,18 @@ def build_schema(
     max_tokens: int = 2000,
     introspection: bool = True,
     tracer: Tracer | None = None,
-) -> strawberry.Schema:
-    """Build the schema once per app; limiter rules are built once so validation caches hit
-    (strawberry issue #4635: per-request rule classes make ValidationCache miss every time)."""
-    rules: list[type[ASTValidationRule]] = [
-        depth_rule(max_depth, None),
-        max_aliases_rule(max_aliases),
-    ]
+) -> GatewaySchema:
+    """Build the schema once per app. A document is checked cheapest first: its size (the
+    gate's body limit), its tokens (while it parses), the limits, then graphql-core's rules."""
+    rules: list[type[ASTValidationRule]] = []
     if not introspection:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
         rules.append(NoSchemaIntrospectionCustomRule)
+    documents = Documents(Limits(max_depth, max_aliases), max_tokens=max_tokens)
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         lambda: AddValidationRules(rules),
-        lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        documents.checks,
         # Before GatewayErrors: it exits after it, so it sees the error codes.
         OperationTelemetry,
         GatewayErrors,
@@ -478,6 +474,7 @@ def build_schema(
         extensions=extensions,
         types=[types.ImportProgress, types.ResourceProgress],
     )
+    schema.documents = documents
     _plain_attribute_resolvers(schema)
     return schema
 

@@ -4,7 +4,6 @@ and resolver spans when tracing is on."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from functools import lru_cache
 from inspect import isawaitable
 from typing import Any
 
@@ -13,12 +12,10 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLError,
     GraphQLResolveInfo,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    parse,
 )
 from opentelemetry.trace import Tracer
 from strawberry.extensions import SchemaExtension
@@ -30,53 +27,53 @@ INVALID = "invalid"
 
 
 def selected_operation(
-    document: str, operation_name: str | None
-) -> tuple[DocumentNode, OperationDefinitionNode] | None:
-    """The parsed document and the operation a request runs (the named one, or the only one);
-    None when the document does not parse or does not single one out."""
-    try:
-        parsed = parse(document, max_tokens=5000)
-    except GraphQLError:
-        return None
+    parsed: DocumentNode, operation_name: str | None
+) -> OperationDefinitionNode | None:
+    """The operation a request runs (the named one, or the only one); None when the document
+    does not single one out."""
     operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name and o.name.value == operation_name]
-    return (parsed, operations[0]) if len(operations) == 1 else None
+    return operations[0] if len(operations) == 1 else None
 
 
-@lru_cache(maxsize=1024)
-def operation_label(document: str, operation_name: str | None = None) -> str:
+def operation_label(parsed: DocumentNode, operation_name: str | None = None) -> str:
     """`<operation type> <root fields, sorted, comma-separated>`, e.g. `query bootResources`.
 
     Built from the schema's root field names, never the client's operation name or aliases, so
     the label set stays as small as the schema. Only call it for a document that validated;
     unknown fields would otherwise become labels.
     """
-    selected = selected_operation(document, operation_name)
-    if selected is None:
+    operation = selected_operation(parsed, operation_name)
+    if operation is None:
         return INVALID
-    parsed, operation = selected
     fragments = {
         d.name.value: d for d in parsed.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    fields = sorted(set(_root_fields(operation.selection_set, fragments, depth=0)))
+    fields = sorted(_root_fields(operation.selection_set, fragments))
     return f"{operation.operation.value} {','.join(fields)}"
 
 
 def _root_fields(
-    selections: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], depth: int
-) -> Iterator[str]:
-    if depth > len(fragments):
-        return  # a fragment cycle; validation rejects those anyway
-    for selection in selections.selections:
-        if isinstance(selection, FieldNode):
-            yield selection.name.value
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _root_fields(selection.selection_set, fragments, depth + 1)
-        elif isinstance(selection, FragmentSpreadNode):
-            fragment = fragments.get(selection.name.value)
-            if fragment is not None:
-                yield from _root_fields(fragment.selection_set, fragments, depth + 1)
+    selections: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]
+) -> set[str]:
+    # Each fragment is entered once, however often it is spread: a fan-out of spreads costs
+    # no more than the document's length, and a cycle ends.
+    fields: set[str] = set()
+    entered: set[str] = set()
+    pending = [selections]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                fields.add(selection.name.value)
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None and selection.name.value not in entered:
+                    entered.add(selection.name.value)
+                    pending.append(fragment.selection_set)
+    return fields
 
 
 class OperationTelemetry(SchemaExtension):
@@ -89,9 +86,9 @@ class OperationTelemetry(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         # Execution starts only for a document that parsed and validated.
         record = current_request.get()
-        if record is not None:
-            context = self.execution_context
-            record.operation = operation_label(context.query or "", context.operation_name)
+        context = self.execution_context
+        if record is not None and context.graphql_document is not None:
+            record.operation = operation_label(context.graphql_document, context.operation_name)
         yield
 
     def on_operation(self) -> Iterator[None]:

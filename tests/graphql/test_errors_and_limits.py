@@ -135,9 +135,7 @@ def test_unknown_fields_get_a_validation_code(gateway: BackgroundServer) -> None
 
 
 def test_validation_cache_hits_across_requests(gateway: BackgroundServer) -> None:
-    from strawberry.extensions.validation_cache import _get_validate_cache
-
-    cached = _get_validate_cache(256)
+    cached = gateway.app.state.schema.documents.validate  # type: ignore[attr-defined]
     document = "{ bootSources { id url } __typename }"
     gql(gateway.url, document)
     before = cached.cache_info()
