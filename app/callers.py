@@ -9,8 +9,10 @@ import math
 import signal
 import threading
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from starlette.requests import HTTPConnection
 from starlette.types import Scope as ASGIScope
 
@@ -80,8 +82,16 @@ class CallerResolver:
     credential is the caller's own MAAS API key; the principal is the key's fingerprint.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, probe: Callable[[Caller], Awaitable[object]] | None = None
+    ) -> None:
         self.mode = settings.auth_mode
+        # In passthrough mode: one cheap read MAAS answers for any real key (maas-api.md §4.4),
+        # and the keys it answered, by fingerprint, for a bounded time.
+        self._probe = probe
+        self._confirmed: TTLCache[str, bool] = TTLCache(
+            MAX_CACHED_KEYS, settings.passthrough_key_ttl
+        )
         self.anonymous_scopes = parse_scopes(settings.anonymous_scopes)
         self.tokens = TokenStore(settings.tokens_file) if settings.tokens_file else None
         self.limiter = (
@@ -125,6 +135,7 @@ class CallerResolver:
             self._sighup = False
         self._by_token.clear()
         self._by_key.clear()
+        self._confirmed.clear()
         self._by_header.clear()
 
     def reload_tokens(self) -> None:
@@ -224,6 +235,25 @@ class CallerResolver:
         if len(self._by_key) > MAX_CACHED_KEYS:
             self._by_key.popitem(last=False)
         return identity
+
+    def confirmed(self, caller: Caller) -> bool:
+        """Whether the caller's credential is known good without asking MAAS."""
+        return self.mode != "passthrough" or caller.principal in self._confirmed
+
+    async def confirm(self, identity: Identity) -> None:
+        """In passthrough mode, make sure MAAS takes the caller's key before anything is done
+        for it: until then a made-up key could make the gateway parse and validate documents
+        for free. Raises Unauthenticated for a key MAAS refuses, or the MAAS error that kept it
+        from answering; service-mode identities are known already."""
+        if self._probe is None or self.confirmed(identity.caller):
+            return
+        try:
+            await self._probe(identity.caller)
+        except Forbidden:
+            pass  # MAAS knows the key; what it may do is for each call to find out
+        except Unauthenticated:
+            raise unauthenticated() from None
+        self._confirmed[identity.caller.principal] = True
 
     # Rate limits ------------------------------------------------------------------------------
 

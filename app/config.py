@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         description="service: callers present gateway tokens and the gateway signs with its key; "
         "passthrough: callers present their own MAAS API key.",
     )
+    passthrough_key_ttl: Annotated[float, Field(gt=0)] = Field(
+        default=300.0,
+        description="Seconds a MAAS key MAAS confirmed is remembered (passthrough mode); a key "
+        "not confirmed gets a 401 before its GraphQL document is parsed.",
+    )
     tokens_file: str | None = Field(
         default=None,
         description="File of hashed gateway tokens (service mode), re-read when it changes.",

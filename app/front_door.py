@@ -93,10 +93,11 @@ class FrontDoor:
             raw = body
         else:
             raw = b"?" + scope["query_string"]
-        target = self.graphql.target(raw, method)
-        if target is not None and target.query:
-            caller = self._admitted(scope, headers)
-            stored = self.service.stored_response(caller, target.key) if caller else None
+        # The caller first: nothing of the document is looked at for one that is not known.
+        caller = self._admitted(scope, headers)
+        target = self.graphql.target(raw, method) if caller is not None else None
+        if caller is not None and target is not None and target.query:
+            stored = self.service.stored_response(caller, target.key)
             if stored is not None:
                 request_id, header = self.telemetry.request_id_of(headers.get(b"x-request-id"))
                 start = stored_graphql_answer(stored, header)
@@ -112,8 +113,7 @@ class FrontDoor:
                         scope, "graphql", target.operation, request_id, 200, seconds
                     )
                 return
-            if caller is not None:
-                scope[MISSED_KEY] = True
+            scope[MISSED_KEY] = True
         # The body already read goes to the chain with the rest of the stream.
         await self.chain(scope, receive if body is None else replay(body, receive, True), send)
 
@@ -164,6 +164,8 @@ class FrontDoor:
             # The chain's gate meets the same refusal and answers it; a refused request takes
             # nothing from its rate, so it is not counted twice.
             return None
+        if not self.gate.callers.confirmed(identity.caller):
+            return None  # the chain's gate asks MAAS about the key first
         return stored_answer_caller(identity)
 
 

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.callers import CallerResolver, Identity, unauthenticated
 from app.config import Settings
-from app.errors import GatewayError, PayloadTooLarge, RateLimited, Unauthenticated
+from app.errors import GatewayError, PayloadTooLarge, Unauthenticated
 from app.rest.errors import gateway_error_response
 from app.rest.uploads import SHA256_HEADER
 from app.security import WWW_AUTHENTICATE
@@ -54,7 +54,8 @@ def with_cors(app: ASGIApp, settings: Settings) -> ASGIApp:
 
 class RequestGate:
     """Rejects before any work is done: bodies over the limit (413), missing or wrong
-    credentials (401) and callers over their rate (429), for /graphql and /api/v1.
+    credentials (401, and in passthrough mode a GraphQL caller's key MAAS refuses) and callers
+    over their rate (429), for /graphql and /api/v1.
 
     The GraphiQL page (GET /graphql without a query), the API docs, static files and
     health or metrics endpoints need no credential.
@@ -130,8 +131,11 @@ class RequestGate:
             try:
                 if credentials > 1:
                     raise unauthenticated()  # which one was meant? (callers.authorization_of)
-                self.admit(scope, authorization)
-            except (Unauthenticated, RateLimited) as error:
+                identity = self.admit(scope, authorization)
+                if graphql:
+                    # Before the document is parsed: a made-up key must cost nothing more.
+                    await self.callers.confirm(identity)
+            except GatewayError as error:
                 await _reject(scope, send, error, graphql)
                 return
         if length is not None:

@@ -117,15 +117,17 @@ def create_app(
     app.state.health = observability.health
     app.state.metrics = observability.metrics
     app.observability = observability
-    resolver = CallerResolver(settings)
+    resolver = CallerResolver(settings, probe=service.is_importing)
     app.state.callers = resolver
+    schema = build_schema(
+        max_depth=settings.graphql_max_depth,
+        max_aliases=settings.graphql_max_aliases,
+        max_tokens=settings.graphql_max_tokens,
+        tracer=observability.tracer,
+    )
+    app.state.schema = schema
     graphql = GatewayGraphQL(
-        build_schema(
-            max_depth=settings.graphql_max_depth,
-            max_aliases=settings.graphql_max_aliases,
-            max_tokens=settings.graphql_max_tokens,
-            tracer=observability.tracer,
-        ),
+        schema,
         service,
         resolver,
         graphiql=settings.graphiql,
@@ -135,7 +137,13 @@ def create_app(
     app.router.routes.append(Route("/graphql", graphql, methods=["GET", "POST"]))
     # HTTP requests: telemetry -> CORS -> gate -> GraphQL edge -> REST edge -> FastAPI.
     rest_reads = StoredReads(app.handle, service=service, callers=resolver, prefix="/api/v1/")
-    graphql_edge = ResponseCacheEdge(rest_reads, service=service, callers=resolver, path="/graphql")
+    graphql_edge = ResponseCacheEdge(
+        rest_reads,
+        service=service,
+        callers=resolver,
+        path="/graphql",
+        parse=schema.documents.parse,
+    )
     gate = RequestGate.from_settings(graphql_edge, settings, resolver)
     telemetry = observability.middleware(app.handle, http=with_cors(gate, settings))
     app.entry = telemetry

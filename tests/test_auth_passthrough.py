@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.gateway import (
     set_faults,
     upstream_counts,
 )
+from tests.graphql.documents import fragment_fan_out
 
 SOURCES = "{ bootSources { id url } }"
 RESOURCES = "{ bootResources { id name } }"
@@ -94,6 +96,8 @@ def test_a_missing_malformed_or_unknown_key_gets_one_answer(
     assert error_of(response) == DENIED
     assert response.json()["error"]["details"] == {}
     response = gql(gateway.url, RESOURCES, headers=bearer(key) if key else None)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
     assert error_of(response) == DENIED
     assert set(response.json()["errors"][0]["extensions"]) == {"code"}
 
@@ -236,3 +240,43 @@ def test_a_non_admin_never_gets_the_admins_stored_response(gateway: BackgroundSe
         user = gql(gateway.url, SOURCES, headers=bearer(USER_KEY))
         assert user.headers.get("x-cache") != "HIT"
         assert error_of(user)["code"] == "FORBIDDEN"
+
+
+IMPORT_STATUS = "GET /MAAS/api/2.0/boot-resources/"
+
+
+@pytest.mark.parametrize("key", ["a:b:c", WRONG_KEY], ids=["made-up", "unknown-to-maas"])
+def test_a_key_maas_has_not_confirmed_gets_a_401_before_its_document_is_parsed(
+    gateway: BackgroundServer, key: str
+) -> None:
+    documents = gateway.app.state.schema.documents  # type: ignore[attr-defined]
+    before = documents.parse.cache_info()
+    response = gql(gateway.url, fragment_fan_out(18), headers=bearer(key))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert error_of(response) == DENIED
+    after = documents.parse.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)
+
+
+def test_a_confirmed_key_is_remembered_for_a_bounded_time(simulator: BackgroundServer) -> None:
+    settings = Settings(
+        _env_file=None,
+        maas_url=f"{simulator.url}/MAAS",
+        auth_mode="passthrough",
+        rate_limit_per_second=0,
+        response_cache_ttl=0,
+        cache_ttl_import_status=0.05,
+        passthrough_key_ttl=0.5,
+    )
+    with running_gateway(settings) as gateway:
+        reset_counts(simulator.url)
+        for _ in range(3):
+            assert gql(gateway.url, SOURCES, headers=bearer(ADMIN_KEY)).json()["data"]
+        assert upstream_counts(simulator.url)[IMPORT_STATUS] == 1
+        # Once the key is forgotten, MAAS is asked again: wait for that, however long it takes.
+        deadline = time.monotonic() + 60
+        while upstream_counts(simulator.url)[IMPORT_STATUS] == 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            assert gql(gateway.url, SOURCES, headers=bearer(ADMIN_KEY)).json()["data"]
+        assert upstream_counts(simulator.url)[IMPORT_STATUS] == 2

@@ -158,15 +158,14 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         client = websocket.client.host if websocket.client else None
         self._callers.throttle(identity, client)
 
-        if self._callers.mode == "passthrough":
-            # Only MAAS knows whether a well-formed key is real: one cheap, cached read tells,
-            # so that a wrong key closes the socket as a wrong token does.
-            try:
-                await self._service.is_importing(identity.caller)
-            except Unauthenticated:
-                raise
-            except GatewayError:
-                pass  # MAAS trouble is for the operations to report
+        # Only MAAS knows whether a well-formed key is real: a wrong one closes the socket as a
+        # wrong token does.
+        try:
+            await self._callers.confirm(identity)
+        except Unauthenticated:
+            raise
+        except GatewayError:
+            pass  # MAAS trouble is for the operations to report
 
         def throttle() -> None:
             self._callers.throttle(identity, client)
