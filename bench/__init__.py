@@ -10,6 +10,7 @@ from typing import Literal
 MODULES: tuple[str, ...] = (
     "bench.fanout",
     "bench.graphql",
+    "bench.hostile",
     "bench.rest",
     "bench.load",
     "bench.replicas",
