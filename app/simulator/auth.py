@@ -180,6 +180,81 @@ def _hmac_base_string(method: str, url: str, params: dict[str, str]) -> str:
     return "&".join((_escape(method.upper()), _escape(url), _escape(normalized)))
 
 
+def _oauth_params(
+    authorization: str, query: dict[str, str], post: dict[str, str]
+) -> dict[str, str]:
+    """The OAuth parameters: POST fields, overridden by the header's, then by the query's."""
+    params: dict[str, str] = dict(post)
+    if authorization[:6] == "OAuth ":
+        params.update(split_oauth_header(authorization[6:]))
+    params.update(query)
+    if not params:
+        # piston's from_request returns no request, and validate_token calls a method on
+        # None: a 500 (≤3.7 judges "is OAuth" by the names appearing anywhere in the header).
+        raise ServerError("'NoneType' object has no attribute 'verify_request'")
+    return params
+
+
+def _identify(params: dict[str, str], credentials: Credentials) -> tuple[User, User]:
+    """(consumer's owner, token's owner) after the version and required-parameter checks."""
+    oauth_version = params.get("oauth_version")
+    if oauth_version and oauth_version != "1.0":
+        raise OAuthUnauthorized(f"OAuth version {oauth_version} not supported.")
+    for name in ("oauth_consumer_key", "oauth_token", "oauth_timestamp", "oauth_nonce"):
+        if name not in params:
+            raise OAuthUnauthorized(f"Parameter not found: {name}")
+    consumer = credentials.by_consumer.get(params["oauth_consumer_key"])
+    if consumer is None:
+        raise OAuthUnauthorized("Invalid consumer.")
+    user = credentials.by_token.get(params["oauth_token"])
+    if user is None:
+        raise OAuthUnauthorized(f"Invalid access token: {params['oauth_token']}")
+    return consumer, user
+
+
+def _check_freshness(
+    params: dict[str, str], consumer: User, user: User, nonces: NonceStore, now: float
+) -> None:
+    """The timestamp must be within the threshold and the nonce new for this consumer/token."""
+    try:
+        timestamp = int(params["oauth_timestamp"])
+    except ValueError as exc:
+        # ≤3.7 let int() raise inside piston: the middleware answers 500 (maas-api.md §2.3).
+        raise ServerError(str(exc)) from exc
+    current = int(now)
+    if current - timestamp > TIMESTAMP_THRESHOLD:
+        raise OAuthUnauthorized(
+            f"Expired timestamp: given {timestamp} and now {current} has a greater "
+            f"difference than threshold {TIMESTAMP_THRESHOLD}"
+        )
+    nonce = params["oauth_nonce"]
+    if nonces.seen_before(consumer.consumer_key, user.token_key, nonce, now):
+        raise OAuthUnauthorized(f"Nonce already used: {nonce}")
+
+
+def _check_signature(method: str, absolute_url: str, params: dict[str, str], user: User) -> None:
+    signature_method = params.get("oauth_signature_method")
+    if signature_method is None:
+        raise OAuthUnauthorized("Parameter not found: oauth_signature_method")
+    if signature_method not in SIGNATURE_METHODS:
+        raise OAuthUnauthorized(
+            f"Signature method {signature_method} not supported try one of the following: "
+            + ", ".join(SIGNATURE_METHODS)
+        )
+    signature = params.get("oauth_signature")
+    if signature is None:
+        raise OAuthUnauthorized("Parameter not found: oauth_signature")
+    if signature_method == "PLAINTEXT":
+        expected = base = _plaintext_signature(user.token_secret)
+    else:
+        base = _hmac_base_string(method, absolute_url, params)
+        key = _plaintext_signature(user.token_secret).encode("utf-8")
+        digest = hmac.new(key, base.encode("utf-8"), hashlib.sha1).digest()
+        expected = base64.b64encode(digest).decode("ascii")
+    if not hmac.compare_digest(signature.encode("utf-8"), expected.encode("utf-8")):
+        raise OAuthUnauthorized(f"Invalid signature. Expected signature base string: {base}")
+
+
 def authenticate(
     *,
     method: str,
@@ -201,62 +276,8 @@ def authenticate(
     post_params = _last_values(post)
     if not _is_oauth_request(authorization, query_params, post_params, version):
         raise Challenge()
-
-    params: dict[str, str] = dict(post_params)
-    if authorization[:6] == "OAuth ":
-        params.update(split_oauth_header(authorization[6:]))
-    params.update(query_params)
-    if not params:
-        # piston's from_request returns no request, and validate_token calls a method on
-        # None: a 500 (≤3.7 judges "is OAuth" by the names appearing anywhere in the header).
-        raise ServerError("'NoneType' object has no attribute 'verify_request'")
-
-    oauth_version = params.get("oauth_version")
-    if oauth_version and oauth_version != "1.0":
-        raise OAuthUnauthorized(f"OAuth version {oauth_version} not supported.")
-    for name in ("oauth_consumer_key", "oauth_token", "oauth_timestamp", "oauth_nonce"):
-        if name not in params:
-            raise OAuthUnauthorized(f"Parameter not found: {name}")
-    consumer = credentials.by_consumer.get(params["oauth_consumer_key"])
-    if consumer is None:
-        raise OAuthUnauthorized("Invalid consumer.")
-    user = credentials.by_token.get(params["oauth_token"])
-    if user is None:
-        raise OAuthUnauthorized(f"Invalid access token: {params['oauth_token']}")
-
-    try:
-        timestamp = int(params["oauth_timestamp"])
-    except ValueError as exc:
-        # ≤3.7 let int() raise inside piston: the middleware answers 500 (maas-api.md §2.3).
-        raise ServerError(str(exc)) from exc
-    current = int(now)
-    if current - timestamp > TIMESTAMP_THRESHOLD:
-        raise OAuthUnauthorized(
-            f"Expired timestamp: given {timestamp} and now {current} has a greater "
-            f"difference than threshold {TIMESTAMP_THRESHOLD}"
-        )
-    nonce = params["oauth_nonce"]
-    if nonces.seen_before(consumer.consumer_key, user.token_key, nonce, now):
-        raise OAuthUnauthorized(f"Nonce already used: {nonce}")
-
-    signature_method = params.get("oauth_signature_method")
-    if signature_method is None:
-        raise OAuthUnauthorized("Parameter not found: oauth_signature_method")
-    if signature_method not in SIGNATURE_METHODS:
-        raise OAuthUnauthorized(
-            f"Signature method {signature_method} not supported try one of the following: "
-            + ", ".join(SIGNATURE_METHODS)
-        )
-    signature = params.get("oauth_signature")
-    if signature is None:
-        raise OAuthUnauthorized("Parameter not found: oauth_signature")
-    if signature_method == "PLAINTEXT":
-        expected = base = _plaintext_signature(user.token_secret)
-    else:
-        base = _hmac_base_string(method, absolute_url, params)
-        key = _plaintext_signature(user.token_secret).encode("utf-8")
-        digest = hmac.new(key, base.encode("utf-8"), hashlib.sha1).digest()
-        expected = base64.b64encode(digest).decode("ascii")
-    if not hmac.compare_digest(signature.encode("utf-8"), expected.encode("utf-8")):
-        raise OAuthUnauthorized(f"Invalid signature. Expected signature base string: {base}")
+    params = _oauth_params(authorization, query_params, post_params)
+    consumer, user = _identify(params, credentials)
+    _check_freshness(params, consumer, user, nonces, now)
+    _check_signature(method, absolute_url, params, user)
     return user

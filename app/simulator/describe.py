@@ -36,95 +36,95 @@ def _crud(method: str, doc: str) -> Action:
     return Action(names[method], method, None, doc)
 
 
+# The handlers every supported version describes; handler_specs sorts them by name.
+_HANDLER_SPECS: tuple[HandlerSpec, ...] = (
+    HandlerSpec(
+        "BootResourcesHandler",
+        "Manage the boot resources.",
+        "boot-resources/",
+        (),
+        (
+            _crud("POST", "Create a new boot resource. Upload the file in chunks afterwards."),
+            Action("import", "POST", "import", "Import the boot resources."),
+            Action("is_importing", "GET", "is_importing", "Get the status of importing resources."),
+            _crud("GET", "List all boot resources."),
+            Action("stop_import", "POST", "stop_import", "Stop importing the boot resources."),
+        ),
+    ),
+    HandlerSpec(
+        "BootResourceHandler",
+        "Manage a boot resource.",
+        "boot-resources/{id}/",
+        ("id",),
+        (
+            _crud("DELETE", "Delete a boot resource by id."),
+            _crud("GET", "Reads a boot resource by id."),
+        ),
+    ),
+    HandlerSpec(
+        "BootSourcesHandler",
+        "Manage the collection of boot sources.",
+        "boot-sources/",
+        (),
+        (
+            _crud("POST", "Create a new boot source."),
+            _crud("GET", "List boot sources."),
+        ),
+    ),
+    HandlerSpec(
+        "BootSourceHandler",
+        "Manage a boot source.",
+        "boot-sources/{id}/",
+        ("id",),
+        (
+            _crud("DELETE", "Delete a specific boot source."),
+            _crud("GET", "Read a boot source."),
+            _crud("PUT", "Update a specific boot source."),
+        ),
+    ),
+    HandlerSpec(
+        "BootSourceSelectionsHandler",
+        "Manage the collection of boot source selections.",
+        "boot-sources/{boot_source_id}/selections/",
+        ("boot_source_id",),
+        (
+            _crud("POST", "Create a new boot source selection."),
+            _crud("GET", "List boot source selections."),
+        ),
+    ),
+    HandlerSpec(
+        "BootSourceSelectionHandler",
+        "Manage a boot source selection.",
+        "boot-sources/{boot_source_id}/selections/{id}/",
+        ("boot_source_id", "id"),
+        (
+            _crud("DELETE", "Delete a specific boot source selection."),
+            _crud("GET", "Read a boot source selection."),
+            _crud("PUT", "Update a boot source selection."),
+        ),
+    ),
+    HandlerSpec(
+        "VersionHandler",
+        "Information about this MAAS instance.",
+        "version/",
+        (),
+        (_crud("GET", "Version and capabilities of this MAAS instance."),),
+        anonymous=True,
+    ),
+)
+# 3.8 stopped hiding the upload handler from `describe/`.
+_UPLOAD_SPEC = HandlerSpec(
+    "BootResourceFileUploadHandler",
+    "Upload a boot resource file.",
+    "boot-resources/{resource_id}/upload/{id}/",
+    ("resource_id", "id"),
+    (_crud("PUT", "Uploads a chunk of boot resource file."),),
+)
+
+
 def handler_specs(version: MaasVersion) -> tuple[HandlerSpec, ...]:
     """The handlers this simulator serves; the 3.8 upload handler is no longer hidden."""
-    specs = [
-        HandlerSpec(
-            "BootResourcesHandler",
-            "Manage the boot resources.",
-            "boot-resources/",
-            (),
-            (
-                _crud("POST", "Create a new boot resource. Upload the file in chunks afterwards."),
-                Action("import", "POST", "import", "Import the boot resources."),
-                Action(
-                    "is_importing", "GET", "is_importing", "Get the status of importing resources."
-                ),
-                _crud("GET", "List all boot resources."),
-                Action("stop_import", "POST", "stop_import", "Stop importing the boot resources."),
-            ),
-        ),
-        HandlerSpec(
-            "BootResourceHandler",
-            "Manage a boot resource.",
-            "boot-resources/{id}/",
-            ("id",),
-            (
-                _crud("DELETE", "Delete a boot resource by id."),
-                _crud("GET", "Reads a boot resource by id."),
-            ),
-        ),
-        HandlerSpec(
-            "BootSourcesHandler",
-            "Manage the collection of boot sources.",
-            "boot-sources/",
-            (),
-            (
-                _crud("POST", "Create a new boot source."),
-                _crud("GET", "List boot sources."),
-            ),
-        ),
-        HandlerSpec(
-            "BootSourceHandler",
-            "Manage a boot source.",
-            "boot-sources/{id}/",
-            ("id",),
-            (
-                _crud("DELETE", "Delete a specific boot source."),
-                _crud("GET", "Read a boot source."),
-                _crud("PUT", "Update a specific boot source."),
-            ),
-        ),
-        HandlerSpec(
-            "BootSourceSelectionsHandler",
-            "Manage the collection of boot source selections.",
-            "boot-sources/{boot_source_id}/selections/",
-            ("boot_source_id",),
-            (
-                _crud("POST", "Create a new boot source selection."),
-                _crud("GET", "List boot source selections."),
-            ),
-        ),
-        HandlerSpec(
-            "BootSourceSelectionHandler",
-            "Manage a boot source selection.",
-            "boot-sources/{boot_source_id}/selections/{id}/",
-            ("boot_source_id", "id"),
-            (
-                _crud("DELETE", "Delete a specific boot source selection."),
-                _crud("GET", "Read a boot source selection."),
-                _crud("PUT", "Update a boot source selection."),
-            ),
-        ),
-        HandlerSpec(
-            "VersionHandler",
-            "Information about this MAAS instance.",
-            "version/",
-            (),
-            (_crud("GET", "Version and capabilities of this MAAS instance."),),
-            anonymous=True,
-        ),
-    ]
-    if version.at_least(3, 8):
-        specs.append(
-            HandlerSpec(
-                "BootResourceFileUploadHandler",
-                "Upload a boot resource file.",
-                "boot-resources/{resource_id}/upload/{id}/",
-                ("resource_id", "id"),
-                (_crud("PUT", "Uploads a chunk of boot resource file."),),
-            )
-        )
+    specs = [*_HANDLER_SPECS, _UPLOAD_SPEC] if version.at_least(3, 8) else list(_HANDLER_SPECS)
     return tuple(sorted(specs, key=lambda spec: spec.name))
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from app.simulator.config import MaasVersion
-from app.simulator.parsing import FormData
+from app.simulator.parsing import FormData, UploadedFile
 from app.simulator.responses import FormErrors, ModelValidationError, ServerError
 from app.simulator.state import (
     LINUX_OSYSTEMS,
@@ -189,6 +190,44 @@ def _clean_base_image(
     return f"{base_os}/{base_release}"
 
 
+def _clean_architecture(data: FormData, state: MaasState, errors: _Errors) -> str | None:
+    raw = data.get("architecture")
+    if not raw:
+        errors.add("architecture", REQUIRED)
+        return None
+    usable = state.usable_architectures()
+    if raw in usable:
+        return raw
+    choices = ", ".join(f"'{a}'" for a in usable) if usable else "''"
+    errors.add(
+        "architecture", f"'{raw}' is not a valid architecture.  It should be one of: {choices}."
+    )
+    return None
+
+
+def _clean_filetype(data: FormData, errors: _Errors) -> str | None:
+    raw = data.get("filetype") if "filetype" in data else "tgz"
+    if not raw:
+        errors.add("filetype", REQUIRED)
+        return None
+    if raw not in UPLOAD_FILETYPES:
+        errors.add("filetype", f"Select a valid choice. {raw} is not one of the available choices.")
+        return None
+    return raw
+
+
+def _clean_checksum(
+    data: FormData, content: UploadedFile | None, errors: _Errors
+) -> tuple[str | None, int | None]:
+    """(sha256, size): computed from an uploaded `content`, else the declared fields."""
+    if content is None:
+        sha256 = _char(data, "sha256", errors, required=True, min_length=64, max_length=64)
+        return sha256, _integer(data, "size", errors, required=True)
+    if not content.data:
+        errors.add("content", EMPTY_FILE)
+    return hashlib.sha256(content.data).hexdigest(), len(content.data)
+
+
 def validate_boot_resource(
     data: FormData, state: MaasState, version: MaasVersion
 ) -> BootResourceUpload:
@@ -198,44 +237,9 @@ def validate_boot_resource(
     raw_name = _char(data, "name", errors, required=True, max_length=255)
     name = _clean_name(raw_name, state, version, errors) if raw_name else None
     title = _char(data, "title", errors) or ""
-
-    architecture: str | None = None
-    raw_arch = data.get("architecture")
-    if not raw_arch:
-        errors.add("architecture", REQUIRED)
-    else:
-        usable = state.usable_architectures()
-        if raw_arch in usable:
-            architecture = raw_arch
-        else:
-            choices = ", ".join(f"'{a}'" for a in usable) if usable else "''"
-            errors.add(
-                "architecture",
-                f"'{raw_arch}' is not a valid architecture.  It should be one of: {choices}.",
-            )
-
-    filetype: str | None = None
-    raw_filetype = data.get("filetype") if "filetype" in data else "tgz"
-    if not raw_filetype:
-        errors.add("filetype", REQUIRED)
-    elif raw_filetype not in UPLOAD_FILETYPES:
-        errors.add(
-            "filetype",
-            f"Select a valid choice. {raw_filetype} is not one of the available choices.",
-        )
-    else:
-        filetype = raw_filetype
-
-    sha256: str | None
-    size: int | None
-    if content is not None:
-        if not content.data:
-            errors.add("content", EMPTY_FILE)
-        sha256 = hashlib.sha256(content.data).hexdigest()
-        size = len(content.data)
-    else:
-        sha256 = _char(data, "sha256", errors, required=True, min_length=64, max_length=64)
-        size = _integer(data, "size", errors, required=True)
+    architecture = _clean_architecture(data, state, errors)
+    filetype = _clean_filetype(data, errors)
+    sha256, size = _clean_checksum(data, content, errors)
     keep_old = boolean(data.get("keep_old"))
     base_image = ""
     if version.has_base_image:
@@ -273,76 +277,153 @@ class BootSourceChanges:
     skip_keyring_verification: bool
 
 
-def validate_boot_source(
-    data: FormData, state: MaasState, version: MaasVersion, instance: BootSource | None
-) -> BootSourceChanges:
-    """BootSourceForm plus BootSource.clean; an update fills absent fields from `instance`."""
-    errors = _Errors()
-    if instance is not None and "url" not in data:
-        url: str | None = instance.url
+@dataclass(slots=True)
+class _SourceForm:
+    """One BootSourceForm being cleaned: its input, the stored source, and the values so far."""
+
+    data: FormData
+    state: MaasState
+    version: MaasVersion
+    instance: BootSource | None
+    errors: _Errors = field(default_factory=_Errors)
+    url: str | None = None
+    keyring_filename: str = ""
+    keyring_data: bytes = b""
+    name: str = ""
+    priority: int | None = None
+    enabled: bool = True
+    skip: bool = False
+
+    def taken(self, attribute: str, value: str) -> bool:
+        """The model's unique check: another source already has this value."""
+        return any(
+            getattr(s, attribute) == value and s is not self.instance
+            for s in self.state.sources.values()
+        )
+
+    def changes(self) -> BootSourceChanges:
+        assert self.url is not None
+        return BootSourceChanges(
+            url=self.url,
+            keyring_filename=self.keyring_filename,
+            keyring_data=self.keyring_data,
+            name=self.name or self.url,
+            priority=self.priority,
+            enabled=self.enabled,
+            skip_keyring_verification=self.skip,
+        )
+
+
+def _is_json(url: str | None) -> bool:
+    return bool(url and url.endswith(".json"))
+
+
+def _url_field(data: FormData, errors: _Errors) -> str | None:
+    """forms.URLField(max_length=200)."""
+    url = _char(data, "url", errors, required=True, max_length=200)
+    if url and not _URL.match(url):
+        errors.add("url", "Enter a valid URL.")
+        return None
+    return url
+
+
+def _clean_url(form: _SourceForm) -> None:
+    if form.instance is not None and "url" not in form.data:
+        url: str | None = form.instance.url
     else:
-        url = _char(data, "url", errors, required=True, max_length=200)
-        if url and not _URL.match(url):
-            errors.add("url", "Enter a valid URL.")
-            url = None
-    if url and version.entitlements:
+        url = _url_field(form.data, form.errors)
+    if url and form.version.entitlements:
         # 3.8 strips a trailing slash on save (maas-api.md §6.1).
         url = url.rstrip("/") or url
-    if url is not None and any(s.url == url and s is not instance for s in state.sources.values()):
-        errors.add("url", "Boot source with this Url already exists.")
+    if url is not None and form.taken("url", url):
+        form.errors.add("url", "Boot source with this Url already exists.")
+    form.url = url
 
-    if instance is not None and "keyring_filename" not in data:
-        keyring_filename = instance.keyring_filename
+
+def _clean_keyring_filename(form: _SourceForm) -> None:
+    if form.instance is not None and "keyring_filename" not in form.data:
+        form.keyring_filename = form.instance.keyring_filename
     else:
-        keyring_filename = _char(data, "keyring_filename", errors) or ""
+        form.keyring_filename = _char(form.data, "keyring_filename", form.errors) or ""
 
-    upload = data.file("keyring_data")
-    keyring_data = b""
+
+def _clean_keyring_data(form: _SourceForm) -> None:
+    upload = form.data.file("keyring_data")
     if upload is not None:
         if not upload.data:
-            errors.add("keyring_data", EMPTY_FILE)
-        keyring_data = upload.data
-    elif instance is not None and instance.keyring_data:
+            form.errors.add("keyring_data", EMPTY_FILE)
+        form.keyring_data = upload.data
+    elif form.instance is not None and form.instance.keyring_data:
         # The FileField returns the stored bytes as its initial value and clean_keyring_data
         # calls .read() on them: regiond 500s (maas-api.md §6.3, inferred from the code).
         raise ServerError("'memoryview' object has no attribute 'read'")
 
-    name = url or ""
-    priority: int | None = None
-    enabled = True
-    skip = bool(url and url.endswith(".json"))
-    if version.entitlements:
-        if instance is not None:
-            name, priority = instance.name, instance.priority
-            enabled, skip = instance.enabled, instance.skip_keyring_verification
-        if "name" in data:
-            name = _char(data, "name", errors, required=True, max_length=255) or ""
-            if name and any(s.name == name and s is not instance for s in state.sources.values()):
-                errors.add("name", "Boot source with this Name already exists.")
-        if "priority" in data:
-            priority = _integer(data, "priority", errors, required=True)
-            if priority is not None and priority < 0:
-                errors.add("priority", "Ensure this value is greater than or equal to 0.")
-        enabled = _null_boolean(data.get("enabled"), enabled)
-        skip = _null_boolean(data.get("skip_keyring_verification"), skip)
 
-    exempt = bool(url and url.endswith(".json")) or (version.entitlements and skip)
-    if not exempt:
-        if not keyring_filename and not keyring_data:
-            errors.add("__all__", "One of keyring_data or keyring_filename must be specified.")
-        elif keyring_filename and keyring_data:
-            errors.add("__all__", "Only one of keyring_filename or keyring_data can be specified.")
-    errors.raise_if_any()
-    assert url is not None
-    return BootSourceChanges(
-        url=url,
-        keyring_filename=keyring_filename,
-        keyring_data=keyring_data,
-        name=name or url,
-        priority=priority,
-        enabled=enabled,
-        skip_keyring_verification=skip,
-    )
+def _source_settings(form: _SourceForm) -> None:
+    """Start name, priority and the flags from the stored source on 3.8, else from the URL."""
+    instance = form.instance
+    if form.version.entitlements and instance is not None:
+        form.name, form.priority = instance.name, instance.priority
+        form.enabled, form.skip = instance.enabled, instance.skip_keyring_verification
+    else:
+        form.name, form.skip = form.url or "", _is_json(form.url)
+
+
+def _clean_source_name(form: _SourceForm) -> None:
+    if "name" not in form.data:
+        return
+    name = _char(form.data, "name", form.errors, required=True, max_length=255) or ""
+    if name and form.taken("name", name):
+        form.errors.add("name", "Boot source with this Name already exists.")
+    form.name = name
+
+
+def _clean_priority(form: _SourceForm) -> None:
+    if "priority" not in form.data:
+        return
+    priority = _integer(form.data, "priority", form.errors, required=True)
+    if priority is not None and priority < 0:
+        form.errors.add("priority", "Ensure this value is greater than or equal to 0.")
+    form.priority = priority
+
+
+def _clean_flags(form: _SourceForm) -> None:
+    form.enabled = _null_boolean(form.data.get("enabled"), form.enabled)
+    form.skip = _null_boolean(form.data.get("skip_keyring_verification"), form.skip)
+
+
+def _check_keyrings(form: _SourceForm) -> None:
+    """BootSource.clean: exactly one keyring, unless the source is exempt from verification."""
+    if _is_json(form.url) or (form.version.entitlements and form.skip):
+        return
+    if not form.keyring_filename and not form.keyring_data:
+        form.errors.add("__all__", "One of keyring_data or keyring_filename must be specified.")
+    elif form.keyring_filename and form.keyring_data:
+        form.errors.add("__all__", "Only one of keyring_filename or keyring_data can be specified.")
+
+
+_SourceCleaner = Callable[[_SourceForm], None]
+# In the form's field order, which is the order MAAS reports field errors in.
+_SOURCE_FIELDS: tuple[_SourceCleaner, ...] = (
+    _clean_url,
+    _clean_keyring_filename,
+    _clean_keyring_data,
+    _source_settings,
+)
+# Only 3.8's form has these fields; before it a source is named by its URL.
+_ENTITLED_FIELDS: tuple[_SourceCleaner, ...] = (_clean_source_name, _clean_priority, _clean_flags)
+
+
+def validate_boot_source(
+    data: FormData, state: MaasState, version: MaasVersion, instance: BootSource | None
+) -> BootSourceChanges:
+    """BootSourceForm plus BootSource.clean; an update fills absent fields from `instance`."""
+    form = _SourceForm(data, state, version, instance)
+    fields = _SOURCE_FIELDS + _ENTITLED_FIELDS if version.entitlements else _SOURCE_FIELDS
+    for clean in (*fields, _check_keyrings):
+        clean(form)
+    form.errors.raise_if_any()
+    return form.changes()
 
 
 # -- boot source selections ----------------------------------------------------------------
@@ -357,32 +438,40 @@ class SelectionChanges:
     labels: list[str]
 
 
-def validate_selection(
-    data: FormData,
-    state: MaasState,
-    source: BootSource,
-    instance: BootSourceSelection | None,
-) -> SelectionChanges:
-    """BootSourceSelectionForm.clean against the source's image index (maas-api.md §7.2)."""
-    errors = _Errors()
+_SELECTION_LISTS: tuple[str, ...] = ("arches", "subarches", "labels")
+
+
+def _selection_series(
+    data: FormData, instance: BootSourceSelection | None, errors: _Errors
+) -> tuple[str, str]:
+    """(os, release), each from the form or, on an update that omits it, the stored selection."""
     values: dict[str, str | None] = {}
     for name in ("os", "release"):
         if instance is not None and name not in data:
             values[name] = getattr(instance, name)
         else:
             values[name] = _char(data, name, errors, max_length=20)
-    lists: dict[str, list[str]] = {}
-    for name in ("arches", "subarches", "labels"):
-        if instance is not None and name not in data:
-            lists[name] = list(getattr(instance, name))
-        else:
-            lists[name] = data.getlist(name)
     os_name, release = values["os"], values["release"]
     if os_name is None or release is None:
         # clean() indexes cleaned_data["os"] even after a field error: a KeyError, so a 500.
         missing = "os" if os_name is None else "release"
         raise ServerError(repr(missing))
+    return os_name, release
 
+
+def _selection_lists(data: FormData, instance: BootSourceSelection | None) -> dict[str, list[str]]:
+    return {
+        name: list(getattr(instance, name))
+        if instance is not None and name not in data
+        else data.getlist(name)
+        for name in _SELECTION_LISTS
+    }
+
+
+def _check_available(
+    source: BootSource, os_name: str, release: str, lists: dict[str, list[str]], errors: _Errors
+) -> None:
+    """The series must be in the source's index, and each list a subset of what it offers."""
     cache = [
         p
         for p in image_index(source.url)
@@ -398,11 +487,20 @@ def validate_selection(
         "subarches": {p.subarch for p in cache},
         "labels": {p.label for p in cache},
     }
-    for name in ("arches", "subarches", "labels"):
+    for name in _SELECTION_LISTS:
         wanted = lists[name]
         if "*" not in wanted and not set(wanted) <= available[name]:
             errors.add(name, f"No available images to download for {wanted}")
     errors.raise_if_any()
+
+
+def _check_unique_selection(
+    state: MaasState,
+    source: BootSource,
+    os_name: str,
+    release: str,
+    instance: BootSourceSelection | None,
+) -> None:
     duplicate = any(
         s.boot_source_id == source.id
         and s.os == os_name
@@ -419,4 +517,18 @@ def validate_selection(
                 ]
             }
         )
+
+
+def validate_selection(
+    data: FormData,
+    state: MaasState,
+    source: BootSource,
+    instance: BootSourceSelection | None,
+) -> SelectionChanges:
+    """BootSourceSelectionForm.clean against the source's image index (maas-api.md §7.2)."""
+    errors = _Errors()
+    os_name, release = _selection_series(data, instance, errors)
+    lists = _selection_lists(data, instance)
+    _check_available(source, os_name, release, lists, errors)
+    _check_unique_selection(state, source, os_name, release, instance)
     return SelectionChanges(os_name, release, lists["arches"], lists["subarches"], lists["labels"])

@@ -148,7 +148,9 @@ class Region:
 
     # -- routing -----------------------------------------------------------------------------
 
-    def _build_routes(self) -> list[tuple[re.Pattern[str], Resource | None]]:
+    @staticmethod
+    def _boot_resource_handlers() -> tuple[Resource, Resource, Resource]:
+        """(collection, one resource, file upload)."""
         resources = Resource(
             "BootResourcesHandler",
             {
@@ -164,6 +166,11 @@ class Region:
             {("GET", None): Region.read_resource, ("DELETE", None): Region.delete_resource},
         )
         upload = Resource("BootResourceFileUploadHandler", {("PUT", None): Region.upload_chunk})
+        return resources, resource, upload
+
+    @staticmethod
+    def _boot_source_handlers() -> tuple[Resource, Resource, Resource, Resource]:
+        """(sources, one source, selections, one selection), all admin-restricted."""
         sources = Resource(
             "BootSourcesHandler",
             {("GET", None): Region.list_sources, ("POST", None): Region.create_source},
@@ -192,6 +199,11 @@ class Region:
             },
             admin_restricted=True,
         )
+        return sources, source, selections, selection
+
+    def _build_routes(self) -> list[tuple[re.Pattern[str], Resource | None]]:
+        resources, resource, upload = self._boot_resource_handlers()
+        sources, source, selections, selection = self._boot_source_handlers()
         version = Resource("VersionHandler", {("GET", None): Region.read_version}, anonymous=True)
         routes: list[tuple[str, Resource | None]] = [
             (r"describe/", None),

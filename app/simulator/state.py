@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from app.simulator.config import MaasVersion
@@ -283,6 +283,63 @@ def is_supported_base_release(os_name: str, release: str) -> bool:
     return re.fullmatch(rf"(?:{os_name})?\d{{1,2}}(?:\.\d{{1,2}})?", release) is not None
 
 
+class _UploadSeed(NamedTuple):
+    name: str
+    architecture: str
+    title: str
+    base_image: str
+    filetype: str
+    sets: int
+
+
+# The custom images every seeded region has, whatever `extra_resources` asks for.
+_SEEDED_UPLOADS: tuple[_UploadSeed, ...] = (
+    _UploadSeed("alma9", "amd64/generic", "AlmaLinux 9", "rhel/9", "tgz", 2),
+    _UploadSeed("rocky8", "amd64/generic", "Rocky Linux 8", "rhel/8", "ddtgz", 1),
+    _UploadSeed(
+        "ubuntu-jammy-cis", "amd64/generic", "Ubuntu 22.04 CIS hardened", "ubuntu/jammy", "tgz", 1
+    ),
+    _UploadSeed("windows/win2022", "amd64/generic", "Windows Server 2022", "", "ddtgz", 1),
+    _UploadSeed("ol9-arm", "arm64/generic", "Oracle Linux 9 (arm64)", "ol/9", "txz", 1),
+)
+_EXTRA_BASES: tuple[str, ...] = (
+    "rhel/9",
+    "rhel/8",
+    "ubuntu/jammy",
+    "ubuntu/noble",
+    "centos/7",
+    "ol/9",
+)
+_EXTRA_FAMILIES: tuple[str, ...] = (
+    "alma",
+    "rocky",
+    "rhel-sap",
+    "centos-stream",
+    "ubuntu-gpu",
+    "debian",
+    "sles",
+)
+_EXTRA_FILETYPES: tuple[str, ...] = ("tgz", "tgz", "ddtgz", "txz", "ddxz", "ddraw")
+
+
+def _extra_uploads(count: int) -> list[_UploadSeed]:
+    """`count` more custom images for bulk tests, cycling families, bases and file types."""
+    uploads: list[_UploadSeed] = []
+    for index in range(count):
+        family = _EXTRA_FAMILIES[index % len(_EXTRA_FAMILIES)]
+        uploads.append(
+            _UploadSeed(
+                name=f"{family}-{index + 1:03d}",
+                architecture="arm64/generic" if index % 5 == 4 else "amd64/generic",
+                title=f"{family.replace('-', ' ').title()} build {index + 1}",
+                base_image=_EXTRA_BASES[index % len(_EXTRA_BASES)],
+                filetype=_EXTRA_FILETYPES[index % len(_EXTRA_FILETYPES)],
+                sets=1 + (index % 3 == 0),
+            )
+        )
+    return uploads
+
+
 class MaasState:
     """Everything the simulated region stores. Callers hold the simulator's lock."""
 
@@ -316,9 +373,23 @@ class MaasState:
 
     def seed(self, extra_resources: int) -> None:
         """A realistic region: the default source, selections, synced and uploaded images."""
+        self._seed_default_source()
+        for (name, architecture), product in self._targets().items():
+            self._seed_synced(name, architecture, product)
+        for upload in (*_SEEDED_UPLOADS, *_extra_uploads(extra_resources)):
+            self._seed_uploaded(upload)
+
+    def _jittered(self, instant: datetime) -> datetime:
+        return instant.replace(microsecond=self.rng.randint(1000, 999999))
+
+    def _deployed_within(self, hours: int) -> datetime:
+        return self._jittered(REFERENCE_TIME - timedelta(hours=self.rng.randint(1, hours)))
+
+    def _seed_default_source(self) -> None:
         rng = self.rng
-        created = REFERENCE_TIME - timedelta(days=rng.randint(200, 400), seconds=rng.random())
-        created = created.replace(microsecond=rng.randint(1000, 999999))
+        created = self._jittered(
+            REFERENCE_TIME - timedelta(days=rng.randint(200, 400), seconds=rng.random())
+        )
         default_source = BootSource(
             id=self._next_id("source"),
             url="http://images.maas.io/ephemeral-v3/stable/",
@@ -338,73 +409,39 @@ class MaasState:
                 default_source.id, "ubuntu", release, ["amd64", "arm64"], ["*"], ["*"]
             )
 
-        for (name, architecture), product in self._targets().items():
-            resource = self._new_resource(SYNCED, name, architecture, product)
-            version = (REFERENCE_TIME - timedelta(days=rng.randint(3, 60))).strftime("%Y%m%d")
-            resource_set = self._new_set(
-                resource, version, product.label, self._synced_files(product)
-            )
-            for rfile in resource_set.files:
-                rfile.received = rfile.size
-            if (
-                self.version.has_last_deployed
-                and product.bootloader_file is None
-                and product.arch == "amd64"
-                and rng.random() < 0.6
-            ):
-                deployed = REFERENCE_TIME - timedelta(hours=rng.randint(1, 900))
-                resource.last_deployed = deployed.replace(microsecond=rng.randint(1000, 999999))
+    def _seed_synced(self, name: str, architecture: str, product: ImageProduct) -> None:
+        """One image already imported from the default source, fully downloaded."""
+        rng = self.rng
+        resource = self._new_resource(SYNCED, name, architecture, product)
+        version = (REFERENCE_TIME - timedelta(days=rng.randint(3, 60))).strftime("%Y%m%d")
+        resource_set = self._new_set(resource, version, product.label, self._synced_files(product))
+        for rfile in resource_set.files:
+            rfile.received = rfile.size
+        if (
+            self.version.has_last_deployed
+            and product.bootloader_file is None
+            and product.arch == "amd64"
+            and rng.random() < 0.6
+        ):
+            resource.last_deployed = self._deployed_within(900)
 
-        seeded: list[tuple[str, str, str, str, str, int]] = [
-            ("alma9", "amd64/generic", "AlmaLinux 9", "rhel/9", "tgz", 2),
-            ("rocky8", "amd64/generic", "Rocky Linux 8", "rhel/8", "ddtgz", 1),
-            (
-                "ubuntu-jammy-cis",
-                "amd64/generic",
-                "Ubuntu 22.04 CIS hardened",
-                "ubuntu/jammy",
-                "tgz",
-                1,
-            ),
-            ("windows/win2022", "amd64/generic", "Windows Server 2022", "", "ddtgz", 1),
-            ("ol9-arm", "arm64/generic", "Oracle Linux 9 (arm64)", "ol/9", "txz", 1),
-        ]
-        bases = ["rhel/9", "rhel/8", "ubuntu/jammy", "ubuntu/noble", "centos/7", "ol/9"]
-        families = ["alma", "rocky", "rhel-sap", "centos-stream", "ubuntu-gpu", "debian", "sles"]
-        filetypes = ["tgz", "tgz", "ddtgz", "txz", "ddxz", "ddraw"]
-        for index in range(extra_resources):
-            family = families[index % len(families)]
-            arch = "arm64/generic" if index % 5 == 4 else "amd64/generic"
-            title = f"{family.replace('-', ' ').title()} build {index + 1}"
-            seeded.append(
-                (
-                    f"{family}-{index + 1:03d}",
-                    arch,
-                    title,
-                    bases[index % len(bases)],
-                    filetypes[index % len(filetypes)],
-                    1 + (index % 3 == 0),
-                )
+    def _seed_uploaded(self, upload: _UploadSeed) -> None:
+        """One custom image with `upload.sets` complete versions, days or weeks apart."""
+        rng = self.rng
+        resource = self._new_resource(UPLOADED, upload.name, upload.architecture, None)
+        resource.extra = {"subarches": upload.architecture.split("/")[1], "title": upload.title}
+        resource.base_image = upload.base_image if self.version.has_base_image else ""
+        day = REFERENCE_TIME - timedelta(days=rng.randint(20, 120))
+        stored = UPLOAD_FILETYPES[upload.filetype]
+        for position in range(upload.sets):
+            rfile = self._new_file(
+                self.uploaded_filename(stored), stored, self._sha256(), rng.randint(400, 2600) << 20
             )
-        for name, arch, title, base_image, filetype, set_count in seeded:
-            resource = self._new_resource(UPLOADED, name, arch, None)
-            resource.extra = {"subarches": arch.split("/")[1], "title": title}
-            resource.base_image = base_image if self.version.has_base_image else ""
-            day = REFERENCE_TIME - timedelta(days=rng.randint(20, 120))
-            for position in range(set_count):
-                stored = UPLOAD_FILETYPES[filetype]
-                rfile = self._new_file(
-                    self.uploaded_filename(stored),
-                    stored,
-                    self._sha256(),
-                    rng.randint(400, 2600) << 20,
-                )
-                rfile.received = rfile.size
-                version = (day + timedelta(days=position * rng.randint(5, 30))).strftime("%Y%m%d")
-                self._new_set(resource, version, "uploaded", [rfile])
-            if self.version.has_last_deployed and rng.random() < 0.3:
-                deployed = REFERENCE_TIME - timedelta(hours=rng.randint(1, 300))
-                resource.last_deployed = deployed.replace(microsecond=rng.randint(1000, 999999))
+            rfile.received = rfile.size
+            version = (day + timedelta(days=position * rng.randint(5, 30))).strftime("%Y%m%d")
+            self._new_set(resource, version, "uploaded", [rfile])
+        if self.version.has_last_deployed and rng.random() < 0.3:
+            resource.last_deployed = self._deployed_within(300)
 
     def _new_resource(
         self, rtype: int, name: str, architecture: str, product: ImageProduct | None
