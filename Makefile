@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install graphiql run test lint typecheck security pytest contracts contracts-check bench lock clean
+.PHONY: install graphiql run test lint imports typecheck security pytest contracts contracts-check bench lock clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/ruff format --check app tests bench scripts
 
+# The layer contracts in pyproject.toml ([tool.importlinter]), drawn in docs/architecture.md.
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
@@ -44,7 +48,7 @@ contracts: $(STAMP)
 contracts-check: $(STAMP)
 	$(BIN)/maas-gateway export --check
 
-test: lint typecheck security contracts-check pytest
+test: lint imports typecheck security contracts-check pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

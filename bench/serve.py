@@ -21,7 +21,7 @@ from bench.asgi import BENCH_TOKEN, fetch, load
 from bench.upstream import ADMIN_KEY, simulator_process, url_child
 
 if TYPE_CHECKING:
-    from app.config import Settings
+    from app.core.settings import Settings
 
 
 def bare_app(body: bytes) -> Any:
@@ -66,12 +66,15 @@ def server_process(*args: str) -> Iterator[ServerProcess]:
 def gateway_settings(maas_url: str, **overrides: Any) -> Iterator[Settings]:
     """A benchmarked gateway's settings: production-like access (a hashed tokens file that
     admits BENCH_TOKEN) without rate limits, which would make a load test measure the limiter."""
-    from app.config import Settings
-    from app.security import Scope, token_line
+    from app.auth.tokens import token_line
+    from app.core.permissions import Permission
+    from app.core.settings import Settings
 
     with tempfile.TemporaryDirectory() as directory:
         tokens = Path(directory) / "tokens"
-        tokens.write_text(token_line(BENCH_TOKEN, "bench", {Scope.READ, Scope.WRITE}) + "\n")
+        tokens.write_text(
+            token_line(BENCH_TOKEN, "bench", {Permission.READ, Permission.WRITE}) + "\n"
+        )
         yield Settings(
             maas_url=maas_url,
             maas_api_key=ADMIN_KEY,
@@ -82,8 +85,8 @@ def gateway_settings(maas_url: str, **overrides: Any) -> Iterator[Settings]:
 
 
 def main() -> None:
+    from app.cli.server import BackgroundServer
     from app.main import create_app
-    from app.serving import BackgroundServer
 
     kind, target = sys.argv[1], sys.argv[2]
     with contextlib.ExitStack() as stack:

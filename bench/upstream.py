@@ -63,7 +63,7 @@ async def _count_resources(url: str) -> int:
 
 
 def main() -> None:
-    from app.serving import BackgroundServer
+    from app.cli.server import BackgroundServer
     from app.simulator import SimulatorConfig, create_simulator
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 
 # Fixed keys in MAAS's shape (18:18:32, maas-api.md §2.1) so tests and scripts can use them.
 ADMIN_KEY = "AdminConsumerKey01:AdminTokenKey00001:AdminTokenSecret0000000000000001"

@@ -10,12 +10,13 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.config import Settings
+from app.auth.tokens import new_token, token_line
+from app.cli.server import BackgroundServer
+from app.core.permissions import parse_permissions
+from app.core.settings import Settings
 from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
 from app.main import create_app
-from app.security import new_token, parse_scopes, token_line
-from app.serving import BackgroundServer
 
 T = TypeVar("T")
 GatewayFactory = Callable[..., BackgroundServer]
@@ -28,7 +29,7 @@ WRONG_KEY = "WrongConsumerKey00:WrongTokenKey00000:WrongSecret000000000000000000
 def gateway_settings(simulator_url: str, api_key: str, **overrides: Any) -> Settings:
     """Settings for a test gateway. Unless a test configures authentication itself, callers
     are anonymous with every scope and no rate limit, so suites about other things need no
-    credentials (tests/test_auth_*.py cover what production defaults refuse)."""
+    credentials (tests/auth/ covers what production defaults refuse)."""
     if overrides.get("auth_mode", "service") == "service" and "tokens_file" not in overrides:
         overrides.setdefault("anonymous_scopes", "read,write,admin")
     overrides.setdefault("rate_limit_per_second", 0)
@@ -38,7 +39,7 @@ def gateway_settings(simulator_url: str, api_key: str, **overrides: Any) -> Sett
 def write_tokens(path: Path, **scopes: str) -> dict[str, str]:
     """A tokens file granting each name its scopes (`read,write`); the plain tokens by name."""
     tokens = {name: new_token() for name in scopes}
-    lines = [token_line(tokens[name], name, parse_scopes(s)) for name, s in scopes.items()]
+    lines = [token_line(tokens[name], name, parse_permissions(s)) for name, s in scopes.items()]
     path.write_text("# gateway tokens\n" + "\n".join(lines) + "\n")
     return tokens
 

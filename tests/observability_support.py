@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.logs import ACCESS_LOGGER, JsonFormatter
+from app.cli.server import BackgroundServer
 from app.main import create_app
-from app.serving import BackgroundServer
+from app.observability.logs import ACCESS_LOGGER, JsonFormatter
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings
 

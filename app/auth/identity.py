@@ -16,28 +16,24 @@ from cachetools import TTLCache
 from starlette.requests import HTTPConnection
 from starlette.types import Scope as ASGIScope
 
-from app.config import Settings
-from app.errors import Forbidden, RateLimited, Unauthenticated
+from app.auth.messages import UNAUTHENTICATED_MESSAGE
+from app.auth.rate_limits import RateLimiter
+from app.auth.tokens import TokenStore
+from app.core.errors import Forbidden, RateLimited, Unauthenticated
+from app.core.permissions import Permission, format_permissions, parse_permissions
+from app.core.settings import Settings
 from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
-from app.security import (
-    UNAUTHENTICATED_MESSAGE,
-    RateLimiter,
-    Scope,
-    TokenStore,
-    format_scopes,
-    parse_scopes,
-)
 from app.service import Caller
 
 log = logging.getLogger(__name__)
 
 ANONYMOUS = "anonymous"
-# Where the gate leaves the identity it resolved, so later layers need not resolve it again.
+# Where admission leaves the identity it resolved, so later layers need not resolve it again.
 IDENTITY_KEY = "maas_gateway.identity"
 # In passthrough mode MAAS decides what a key may do; the gateway's own admin scope (schema
 # introspection when it is switched off) belongs to service-mode tokens.
-PASSTHROUGH_SCOPES = frozenset({Scope.READ, Scope.WRITE})
+PASSTHROUGH_SCOPES = frozenset({Permission.READ, Permission.WRITE})
 MAX_CACHED_KEYS = 4096
 
 
@@ -47,12 +43,12 @@ class Identity:
 
     caller: Caller
     name: str
-    scopes: frozenset[Scope]
+    scopes: frozenset[Permission]
 
-    def allows(self, scope: Scope) -> bool:
+    def allows(self, scope: Permission) -> bool:
         return scope in self.scopes
 
-    def require(self, scope: Scope) -> None:
+    def require(self, scope: Permission) -> None:
         if scope not in self.scopes:
             raise Forbidden(f"this needs the {scope.value} scope", details={"scope": scope.value})
 
@@ -92,7 +88,7 @@ class CallerResolver:
         self._confirmed: TTLCache[str, bool] = TTLCache(
             MAX_CACHED_KEYS, settings.passthrough_key_ttl
         )
-        self.anonymous_scopes = parse_scopes(settings.anonymous_scopes)
+        self.anonymous_scopes = parse_permissions(settings.anonymous_scopes)
         self.tokens = TokenStore(settings.tokens_file) if settings.tokens_file else None
         self.limiter = (
             RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
@@ -152,7 +148,7 @@ class CallerResolver:
         elif self.anonymous_scopes:
             log.warning(
                 "anonymous callers may %s: anyone who can reach the gateway acts with its MAAS key",
-                format_scopes(self.anonymous_scopes),
+                format_permissions(self.anonymous_scopes),
             )
 
     # Resolution -------------------------------------------------------------------------------
@@ -162,7 +158,7 @@ class CallerResolver:
         return self.identify_scope(connection.scope)
 
     def identify_scope(self, scope: ASGIScope, authorization: bytes | None = None) -> Identity:
-        """Like identify, straight from an ASGI scope (the gate passes the header it found)."""
+        """Like identify, straight from an ASGI scope (admission passes the header it found)."""
         identity: Identity | None = scope.get(IDENTITY_KEY)
         if identity is None:
             if authorization is None:

@@ -1,8 +1,7 @@
-"""Gateway tokens, scopes and per-principal rate limits: who may call, and how often."""
+"""Gateway tokens: how they are made, hashed, listed in a tokens file and looked up."""
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import logging
@@ -15,68 +14,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core.permissions import Permission, format_permissions, parse_permissions
+
 log = logging.getLogger(__name__)
 
-# One answer for every credential problem: which part was wrong is no business of the caller's.
-UNAUTHENTICATED_MESSAGE = "missing or invalid credentials"
-WWW_AUTHENTICATE = 'Bearer realm="maas-gateway"'
+
 TOKEN_PREFIX = "mgw_"  # nosec B105  # a public marker for secret scanners
 
 
-def unauthenticated_message(error: Exception) -> str:
-    """What a caller is told of an UNAUTHENTICATED error: MAAS's own words about a key (which
-    part it did not know) are replaced by the gateway's one answer."""
-    details = getattr(error, "details", None) or {}
-    return UNAUTHENTICATED_MESSAGE if "upstream_status" in details else str(error)
-
-
 HASH_SCHEME = "sha256"
+
+
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-
-
-# graphql-core: "Variable '$input' has invalid value at .keyringData: <reason quoting it>".
-_VARIABLE_ERROR = re.compile(r"(Variable '\$\w+' has invalid value(?: at [^:]*)?): (.*)\Z", re.S)
-_FOUND = re.compile(r",? found: .*\Z", re.S)
-
-
-def without_input_values(message: str) -> str:
-    """A GraphQL input error's message without the value it quotes: a keyring, a key or a
-    token sent in the wrong place must not come back in an error or go to the logs."""
-    match = _VARIABLE_ERROR.match(message)
-    prefix, reason = (match.group(1) + ": ", match.group(2)) if match else ("", message)
-    reason = _FOUND.sub(".", reason)
-    if " cannot represent " in reason:
-        # "String cannot represent a non string value: ['…']"
-        reason = reason.split(": ", 1)[0]
-    return prefix + reason
-
-
-class Scope(enum.StrEnum):
-    """What a caller may do: `read` queries, `write` changes MAAS, `admin` implies both and
-    may introspect the schema when introspection is switched off for everyone else."""
-
-    READ = "read"
-    WRITE = "write"
-    ADMIN = "admin"
-
-
-ALL_SCOPES = frozenset(Scope)
-
-
-def parse_scopes(text: str) -> frozenset[Scope]:
-    """Scopes from `read,write`; `admin` grants all of them. Raises ValueError on an unknown one."""
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = sorted(set(names) - {s.value for s in Scope})
-    if unknown:
-        raise ValueError(f"unknown scope {', '.join(unknown)}: use read, write and admin")
-    scopes = frozenset(Scope(n) for n in names)
-    return ALL_SCOPES if Scope.ADMIN in scopes else scopes
-
-
-def format_scopes(scopes: Iterable[Scope]) -> str:
-    order = list(Scope)
-    return ",".join(s.value for s in sorted(set(scopes), key=order.index))
 
 
 def new_token() -> str:
@@ -90,11 +42,11 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def token_line(token: str, name: str, scopes: Iterable[Scope]) -> str:
+def token_line(token: str, name: str, scopes: Iterable[Permission]) -> str:
     """The tokens-file line that admits `token` (which itself never goes in the file)."""
     if not TOKEN_NAME.match(name):
         raise ValueError("a token name is 1-64 letters, digits, '.', '_', '@' or '-'")
-    granted = format_scopes(scopes)
+    granted = format_permissions(scopes)
     if not granted:
         raise ValueError("a token needs at least one scope")
     return f"{HASH_SCHEME}:{token_digest(token)} {name} {granted}"
@@ -103,7 +55,7 @@ def token_line(token: str, name: str, scopes: Iterable[Scope]) -> str:
 @dataclass(frozen=True, slots=True)
 class TokenEntry:
     name: str
-    scopes: frozenset[Scope]
+    scopes: frozenset[Permission]
     digest: str
 
 
@@ -134,7 +86,7 @@ def parse_tokens(text: str) -> dict[str, TokenEntry]:
         if not TOKEN_NAME.match(name):
             raise TokenFileError(f"line {number}: invalid token name")
         try:
-            scopes = parse_scopes(scope_text)
+            scopes = parse_permissions(scope_text)
         except ValueError as error:
             raise TokenFileError(f"line {number}: {error}") from None
         if not scopes:
@@ -231,55 +183,3 @@ class TokenStore:
             log.info("reloaded %d gateway token(s) from %s", len(entries), self.path)
         finally:
             self._lock.release()
-
-
-class RateLimiter:
-    """A token bucket per principal: `rate` requests a second on average, `burst` at once."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        *,
-        max_principals: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = float(burst)
-        self._max = max_principals
-        self._clock = clock
-        # principal -> [tokens left, when last refilled]
-        self._buckets: dict[str, list[float]] = {}
-
-    def acquire(self, principal: str) -> float:
-        """Take one request from the principal's bucket: 0.0 if allowed, else the seconds
-        until one is available (for Retry-After)."""
-        now = self._clock()
-        bucket = self._buckets.get(principal)
-        if bucket is None:
-            if len(self._buckets) >= self._max:
-                self._prune(now)
-            self._buckets[principal] = [self.burst - 1.0, now]
-            return 0.0
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens >= 1.0:
-            bucket[0] = tokens - 1.0
-            return 0.0
-        bucket[0] = tokens
-        return (1.0 - tokens) / self.rate
-
-    def _prune(self, now: float) -> None:
-        # Full buckets carry no state worth keeping; if every bucket is in use (a flood of
-        # distinct principals), start over rather than grow without bound.
-        full = [
-            p
-            for p, (tokens, last) in self._buckets.items()
-            if tokens + (now - last) * self.rate >= self.burst
-        ]
-        for principal in full:
-            del self._buckets[principal]
-        if len(self._buckets) >= self._max:
-            self._buckets.clear()

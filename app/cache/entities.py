@@ -1,54 +1,41 @@
-"""Credential-partitioned async entity cache (single-flight, stale-if-error) and response cache."""
+"""Credential-partitioned async entity cache: single-flight, stale-if-error, exact invalidation."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
-import math
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
-import orjson
-
-from app.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
-
-__all__ = [
-    "CacheOutcome",
-    "CachePolicy",
-    "CacheResult",
-    "Dependency",
-    "EntityCache",
-    "Family",
-    "Headers",
-    "ReadTracker",
-    "ResponseCache",
-    "StoredResponse",
-    "estimate_size",
-    "response_key",
-]
+from app.cache.reads import active_tracker
+from app.core.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 
 T = TypeVar("T")
+
 
 Dependency = tuple["Family", Hashable | None]
 """What a response read: a family and a scope within it (None: the family's unscoped entries)."""
 
+
 # A full key: (principal, family, scope, key). The principal always comes first so that two
-# credentials can never share an entry or an in-flight load (gateway-anchors §5.1).
+# credentials can never share an entry or an in-flight load (docs/architecture.md, "Caching").
 _Key = tuple[str, "Family", Hashable | None, Hashable]
+
 
 # Above this many scoped generations in one family, they are folded into one family-wide
 # invalidation, so writes to ever-new ids cannot grow the table without bound.
 _MAX_SCOPE_GENERATIONS = 100_000
 
+
 # The default size estimator measures this many items of a large container and extrapolates.
 _SIZE_SAMPLE = 16
+
+
 _SIZE_MAX_DEPTH = 8
 
 
@@ -260,7 +247,7 @@ class EntityCache:
             return None
         self._entries.move_to_end(full_key)
         state.hits += 1
-        tracker = _active_tracker.get()
+        tracker = active_tracker.get()
         if tracker is not None:
             tracker._record(family, scope, entry.generation, entry.stored_at + state.ttl)
         return CacheResult(entry.value, CacheOutcome.HIT, age, entry.generation)
@@ -286,7 +273,7 @@ class EntityCache:
         leader = flight is None or flight.generation != generation
         if flight is None or leader:
             flight = self._start_load(full_key, state, loader, size, generation)
-        tracker = _active_tracker.get()
+        tracker = active_tracker.get()
         try:
             loaded = await asyncio.shield(flight.task)
         except BaseException:
@@ -321,7 +308,7 @@ class EntityCache:
         # The load runs in its own task so that no single waiter's cancellation cancels it,
         # and without the leader's tracker, which must not see reads made for everyone.
         context = contextvars.copy_context()
-        context.run(_active_tracker.set, None)
+        context.run(active_tracker.set, None)
         task = asyncio.create_task(
             self._load(full_key, state, loader, size, generation), context=context
         )
@@ -522,234 +509,6 @@ class EntityCache:
             state.scope_generations.clear()
             state.index.clear()
             state.size = 0
-
-
-class ReadTracker:
-    """Records the (family, scope) generations a request read through `EntityCache.get`.
-
-    Use as a context manager around building one response; tasks created inside it inherit it,
-    so a concurrent fan-out records into the same tracker. A nested tracker passes its reads to
-    the enclosing one on exit. Nothing is recorded, at no cost beyond one ContextVar read, when
-    no tracker is active.
-    """
-
-    __slots__ = ("_parent", "_reads", "_token", "expires_at", "failed", "served_stale")
-
-    def __init__(self) -> None:
-        self._reads: dict[Dependency, int] = {}
-        self.expires_at = math.inf
-        self.served_stale = False
-        self.failed = False
-        self._parent: ReadTracker | None = None
-        self._token: contextvars.Token[ReadTracker | None] | None = None
-
-    @staticmethod
-    def current() -> ReadTracker | None:
-        return _active_tracker.get()
-
-    @property
-    def dependencies(self) -> Mapping[Dependency, int]:
-        """The oldest generation read of each (family, scope)."""
-        return self._reads
-
-    @property
-    def cacheable(self) -> bool:
-        """False when a read was served stale or failed: such a response must not be stored."""
-        return not (self.served_stale or self.failed)
-
-    def _record(
-        self, family: Family, scope: Hashable | None, generation: int, expires_at: float
-    ) -> None:
-        dependency = (family, scope)
-        seen = self._reads.get(dependency)
-        # Keep the oldest: if the data changed between two reads, the response mixes both.
-        if seen is None or generation < seen:
-            self._reads[dependency] = generation
-        if expires_at < self.expires_at:
-            self.expires_at = expires_at
-
-    def _merge_into(self, parent: ReadTracker) -> None:
-        for (family, scope), generation in self._reads.items():
-            parent._record(family, scope, generation, self.expires_at)
-        parent.expires_at = min(parent.expires_at, self.expires_at)  # also when nothing was read
-        parent.served_stale |= self.served_stale
-        parent.failed |= self.failed
-
-    def __enter__(self) -> Self:
-        self._parent = _active_tracker.get()
-        self._token = _active_tracker.set(self)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._token is not None:
-            _active_tracker.reset(self._token)
-            self._token = None
-        if self._parent is not None:
-            self._merge_into(self._parent)
-            self._parent = None
-
-
-_active_tracker: contextvars.ContextVar[ReadTracker | None] = contextvars.ContextVar(
-    "maas_gateway_read_tracker", default=None
-)
-
-
-def response_key(
-    document: str | bytes,
-    variables: Mapping[str, Any] | None = None,
-    operation_name: str | None = None,
-) -> tuple[str, str]:
-    """(document hash, variables hash) for `ResponseCache`; variables are hashed key-sorted."""
-    doc = document.encode() if isinstance(document, str) else document
-    doc_hash = hashlib.blake2b(doc, digest_size=16)
-    if operation_name:
-        doc_hash.update(b"\0" + operation_name.encode())
-    variables_bytes = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
-    return doc_hash.hexdigest(), hashlib.blake2b(variables_bytes, digest_size=16).hexdigest()
-
-
-Headers = tuple[tuple[bytes, bytes], ...]
-
-
-class StoredResponse:
-    """A stored answer: its body and the headers that go with it (e.g. ETag)."""
-
-    __slots__ = ("body", "checked_at", "dependencies", "expires_at", "headers")
-
-    def __init__(
-        self,
-        body: bytes,
-        expires_at: float,
-        dependencies: tuple[tuple[Dependency, int], ...],
-        checked_at: int,
-        headers: Headers = (),
-    ) -> None:
-        self.body = body
-        self.headers = headers
-        self.expires_at = expires_at
-        self.dependencies = dependencies
-        # The entity cache's write counter when the dependencies were last found current.
-        self.checked_at = checked_at
-
-
-class ResponseCache:
-    """Serialized responses keyed by (principal, key), e.g. key = `response_key(...)`.
-
-    A response lives until its own ttl, until the earliest expiry of the entries it was built
-    from, or until any (family, scope) it read changes generation in the `EntityCache`.
-    """
-
-    def __init__(
-        self,
-        entities: EntityCache,
-        *,
-        ttl: float,
-        maxsize: int = 1_000,
-        max_bytes: int = 64 * 1024 * 1024,
-    ) -> None:
-        if ttl < 0 or maxsize < 1 or max_bytes < 1:
-            raise ValueError("ttl must be >= 0, maxsize and max_bytes >= 1")
-        self._entities = entities
-        # The entity cache's clock: expiries recorded by a ReadTracker are on it.
-        self._clock = entities.clock
-        self._ttl = ttl
-        self._maxsize = maxsize
-        self._max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, Hashable], StoredResponse] = OrderedDict()
-        self._bytes = 0
-        self._hits = self._misses = self._expired = self._invalidated = 0
-        self._evictions = self._refused = 0
-
-    def get(self, principal: str, key: Hashable) -> bytes | None:
-        response = self.lookup(principal, key)
-        return None if response is None else response.body
-
-    def lookup(self, principal: str, key: Hashable) -> StoredResponse | None:
-        """The stored response, if it is still current; counts a hit or a miss."""
-        full_key = (principal, key)
-        response = self._entries.get(full_key)
-        if response is None:
-            self._misses += 1
-            return None
-        if self._clock() >= response.expires_at:
-            self._expired += 1
-            self._misses += 1
-            self._discard(full_key)
-            return None
-        writes = self._entities.writes
-        if writes != response.checked_at:
-            # Something was written since the last check: compare each dependency once.
-            generation = self._entities.generation
-            for (family, scope), seen in response.dependencies:
-                if generation(family, scope) != seen:
-                    self._invalidated += 1
-                    self._misses += 1
-                    self._discard(full_key)
-                    return None
-            response.checked_at = writes
-        self._entries.move_to_end(full_key)
-        self._hits += 1
-        return response
-
-    def set(
-        self,
-        principal: str,
-        key: Hashable,
-        body: bytes,
-        reads: ReadTracker,
-        headers: Headers = (),
-    ) -> bool:
-        """Store `body` built from `reads`; refused (False) when it cannot be served later:
-        a read was stale or failed, a read's data changed meanwhile, or it is already expired."""
-        now = self._clock()
-        expires_at = min(now + self._ttl, reads.expires_at)
-        dependencies = tuple(reads.dependencies.items())
-        generation = self._entities.generation
-        if (
-            not reads.cacheable
-            or expires_at <= now
-            or len(body) > self._max_bytes
-            or any(generation(family, scope) != seen for (family, scope), seen in dependencies)
-        ):
-            self._refused += 1
-            return False
-        full_key = (principal, key)
-        self._discard(full_key)
-        self._entries[full_key] = StoredResponse(
-            body, expires_at, dependencies, self._entities.writes, headers
-        )
-        self._bytes += len(body)
-        while len(self._entries) > self._maxsize or self._bytes > self._max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= len(evicted.body)
-            self._evictions += 1
-        return True
-
-    def _discard(self, full_key: tuple[str, Hashable]) -> None:
-        response = self._entries.pop(full_key, None)
-        if response is not None:
-            self._bytes -= len(response.body)
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "hits": self._hits,
-            "misses": self._misses,
-            "expired": self._expired,
-            "invalidated": self._invalidated,
-            "evictions": self._evictions,
-            "refused": self._refused,
-            "size": len(self._entries),
-            "bytes": self._bytes,
-        }
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
 
 
 def estimate_size(value: object, _depth: int = 0) -> int:

@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from app.cache import Dependency, EntityCache, Family
-from app.config import Settings
-from app.models import (
+from app.core.models import (
     Architecture,
     BootResource,
     BootResourceFile,
@@ -27,6 +26,7 @@ from app.models import (
     BootResourceType,
     BootSourceSelection,
 )
+from app.core.settings import Settings
 
 __all__ = ["RedisBackend", "decode", "encode"]
 

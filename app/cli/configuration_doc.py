@@ -9,12 +9,12 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from app.config import ENV_PREFIX, Settings
+from app.core.settings import ENV_PREFIX, Settings
 
 CONFIGURATION_DOC = "configuration.md"
 
 _HEADER = f"""\
-<!-- Generated from app/config.py by `maas-gateway export`; edit the Settings class instead. -->
+<!-- Generated from app/core/settings.py by `maas-gateway export`; edit Settings there. -->
 # Configuration
 
 The gateway reads its settings from `{ENV_PREFIX}*` environment variables, or from a `.env` file

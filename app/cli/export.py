@@ -1,17 +1,20 @@
-"""The committed contracts: OpenAPI (REST) and SDL (GraphQL) rendered from the app, and the
-configuration reference rendered from the settings; all checked for drift."""
+"""`maas-gateway export`: the committed contracts, OpenAPI (REST) and SDL (GraphQL) rendered from
+the app, and the configuration reference rendered from the settings; all checked for drift."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from graphql import BreakingChange, find_breaking_changes
 from graphql import build_schema as parse_sdl
 
-from app.config import Settings
-from app.docs import CONFIGURATION_DOC, render_configuration
+from app.cli.configuration_doc import CONFIGURATION_DOC, render_configuration
+from app.core.settings import Settings
 
 OPENAPI_FILE = "openapi.json"
 SDL_FILE = "schema.graphql"
@@ -75,3 +78,30 @@ def check(directory: Path, docs_directory: Path | None = None) -> list[str]:
 
 def breaking_changes(old_sdl: str, new_sdl: str) -> list[BreakingChange]:
     return list(find_breaking_changes(parse_sdl(old_sdl), parse_sdl(new_sdl)))
+
+
+def register(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="write openapi.json, schema.graphql and the configuration reference"
+    )
+    export.add_argument("--directory", default="openapi", help="where the contracts live")
+    export.add_argument("--docs-directory", default="docs", help="where configuration.md lives")
+    export.add_argument(
+        "--check", action="store_true", help="fail when the files differ from the app"
+    )
+    export.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    docs = Path(args.docs_directory)
+    if args.check:
+        problems = check(directory, docs)
+        for problem in problems:
+            print(f"maas-gateway: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    for change in write(directory, docs):
+        print(f"maas-gateway: breaking GraphQL change: {change}", file=sys.stderr)
+    written = [directory / OPENAPI_FILE, directory / SDL_FILE, docs / CONFIGURATION_DOC]
+    print(f"wrote {', '.join(str(path) for path in written)}")
+    return 0

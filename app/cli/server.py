@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from app.logs import flush_logs
+from app.observability.logs import flush_logs
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

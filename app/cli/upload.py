@@ -1,7 +1,8 @@
-"""Client side of `maas-gateway upload`: hash a file, then stream it to the gateway's REST API."""
+"""`maas-gateway upload`: hash a file, then stream it to the gateway's REST API."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import sys
 import time
@@ -11,6 +12,8 @@ from typing import Any, TextIO
 
 import httpx
 import orjson
+
+from app.cli.reporting import fail
 
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 UPLOAD_PATH = "/api/v1/boot-resources"
@@ -113,17 +116,7 @@ def upload_file(
     """
     path = Path(path)
     size, sha256 = file_digest(path, block_size=chunk_size)
-    params = {
-        "name": name,
-        "architecture": architecture,
-        "filetype": filetype,
-        "size": str(size),
-        "sha256": sha256,
-    }
-    if title is not None:
-        params["title"] = title
-    if base_image is not None:
-        params["base_image"] = base_image
+    params = _upload_params(name, architecture, filetype, title, base_image, size, sha256)
     request_headers = {
         **(headers or {}),
         "Content-Type": "application/octet-stream",
@@ -151,6 +144,29 @@ def upload_file(
         raise _failure(response)
     result: dict[str, Any] = orjson.loads(response.content)
     return result
+
+
+def _upload_params(
+    name: str,
+    architecture: str,
+    filetype: str,
+    title: str | None,
+    base_image: str | None,
+    size: int,
+    sha256: str,
+) -> dict[str, str]:
+    params = {
+        "name": name,
+        "architecture": architecture,
+        "filetype": filetype,
+        "size": str(size),
+        "sha256": sha256,
+    }
+    if title is not None:
+        params["title"] = title
+    if base_image is not None:
+        params["base_image"] = base_image
+    return params
 
 
 def progress_bar(
@@ -191,3 +207,46 @@ def _human(count: int) -> str:
             break
         value, unit = value / 1024, bigger
     return f"{value:.1f} {unit}"
+
+
+def register(commands: Any) -> None:
+    upload = commands.add_parser(
+        "upload", help="stream a custom image to MAAS through the gateway's REST API"
+    )
+    upload.add_argument("file", help="the image file (e.g. a root tarball)")
+    upload.add_argument("--name", required=True, help="boot resource name, e.g. custom/alma9")
+    upload.add_argument("--architecture", required=True, help="arch/subarch, e.g. amd64/generic")
+    upload.add_argument("--title", help="title shown in MAAS")
+    upload.add_argument("--filetype", default="tgz", help="MAAS upload type (tgz, ddraw, ...)")
+    upload.add_argument("--base-image", help="os/series the custom image is based on")
+    upload.add_argument("--gateway", default="http://127.0.0.1:8000", help="the gateway's base URL")
+    upload.add_argument("--token", help="a gateway bearer token, when the gateway needs one")
+    upload.add_argument("--quiet", action="store_true", help="no progress bar")
+    upload.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        return fail(f"{path}: no such file")
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
+    try:
+        resource = upload_file(
+            args.gateway,
+            path,
+            name=args.name,
+            architecture=args.architecture,
+            title=args.title,
+            filetype=args.filetype,
+            base_image=args.base_image,
+            progress=None if args.quiet else progress_bar(path.name),
+            headers=headers,
+        )
+    except UploadFailed as error:
+        return fail(f"upload failed: {error}")
+    except OSError as error:
+        return fail(f"{path}: {error.strerror}")
+    print(
+        f"uploaded boot resource {resource['id']} ({resource['name']} {resource['architecture']})"
+    )
+    return 0

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.security import format_scopes, parse_scopes
+from app.core.permissions import format_permissions, parse_permissions
 
 ENV_PREFIX = "MAAS_GATEWAY_"
 
@@ -242,7 +242,7 @@ class Settings(BaseSettings):
     @field_validator("anonymous_scopes")
     @classmethod
     def _check_anonymous_scopes(cls, value: str) -> str:
-        return format_scopes(parse_scopes(value))
+        return format_permissions(parse_permissions(value))
 
     @field_validator("cors_origins")
     @classmethod

@@ -15,9 +15,9 @@ from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from app.callers import unauthenticated
-from app.errors import Forbidden, GatewayError
-from app.security import Scope
+from app.auth.identity import unauthenticated
+from app.core.errors import Forbidden, GatewayError
+from app.core.permissions import Permission
 
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 
@@ -36,10 +36,12 @@ class Authorize(SchemaExtension):
             if context.throttle is not None:
                 context.throttle()
             operation = self.execution_context.operation_type
-            identity.require(Scope.WRITE if operation is OperationType.MUTATION else Scope.READ)
+            identity.require(
+                Permission.WRITE if operation is OperationType.MUTATION else Permission.READ
+            )
             if (
                 not context.introspection
-                and not identity.allows(Scope.ADMIN)
+                and not identity.allows(Permission.ADMIN)
                 and _introspects(self.execution_context.graphql_document)
             ):
                 raise Forbidden("introspection is switched off", details={"scope": "admin"})

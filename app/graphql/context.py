@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
-from app import models
-from app.callers import Identity
-from app.errors import PayloadTooLarge
+from app.auth.identity import Identity
+from app.core import models
+from app.core.errors import PayloadTooLarge
 from app.service import BootService, Caller
 
 
@@ -53,7 +53,7 @@ class Loaders:
             self._start_boot_resource_reads(wanted)
             # Two turns of the loop, so every read is on the wire before the list completes
             # around them: one for each read to start its single-flight load (a task of its
-            # own, app/cache.py), one for the loads to send.
+            # own, app/cache/entities.py), one for the loads to send.
             await asyncio.sleep(0)
             await asyncio.sleep(0)
         return detailed
@@ -121,7 +121,7 @@ class GraphQLContext(BaseContext):
         super().__init__()
         self.service = service
         self.introspection = introspection
-        # Websocket operations are rate-limited one by one; HTTP requests at the gate.
+        # Websocket operations are rate-limited one by one; HTTP requests at admission.
         self.throttle = throttle
         self.identity: Identity | None = None
         if identity is not None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from graphql import DocumentNode, GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -21,11 +21,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Connec
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from app.callers import CallerResolver, Identity, authorization_of
-from app.errors import GatewayError, RateLimited, Unauthenticated
+from app.auth.identity import CallerResolver, Identity, authorization_of
+from app.core.errors import GatewayError, RateLimited, Unauthenticated
 from app.graphql.context import GraphQLContext
 from app.graphql.graphiql import GRAPHIQL_HEADERS, graphiql_page
-from app.graphql.schema import code_errors
+from app.graphql.schema import GatewaySchema, code_errors
 from app.service import BootService
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
@@ -58,7 +58,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
 
     def __init__(
         self,
-        schema: BaseSchema,
+        schema: GatewaySchema,
         service: BootService,
         callers: CallerResolver,
         *,
@@ -76,6 +76,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         )
         self._service = service
         self._callers = callers
+        self._parse = schema.documents.parse
         self._introspection = introspection
         self._page = graphiql_page(static_prefix) if graphiql else ""
 
@@ -112,7 +113,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
     ) -> ExecutionResult:
         # Strawberry lets subscriptions through HTTP for its streaming transports (off here),
         # and graphql-core then fails inside one as an internal error; they need the WebSocket.
-        if _subscribes(request_data):
+        if _subscribes(request_data, self._parse):
             raise HTTPException(400, "subscriptions are served over WebSocket only")
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
@@ -196,15 +197,16 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         return orjson.loads(data)
 
 
-def _subscribes(request_data: GraphQLRequestData) -> bool:
+def _subscribes(request_data: GraphQLRequestData, parse: Callable[[str], DocumentNode]) -> bool:
     query = request_data.query
-    # The substring check keeps the extra parse off every ordinary query's path.
+    # The substring check keeps the lookup off every ordinary query's path.
     if not isinstance(query, str) or "subscription" not in query:
         return False
     try:
-        operation = get_operation_ast(
-            parse(query, no_location=True, max_tokens=100_000), request_data.operation_name
-        )
+        # The schema's own parse: token-limited and remembered, so the execution that follows
+        # does not parse again, and a long document costs no more here than there.
+        document = parse(query)
     except GraphQLError:
         return False  # the normal path reports the syntax error
+    operation = get_operation_ast(document, request_data.operation_name)
     return operation is not None and operation.operation is OperationType.SUBSCRIPTION

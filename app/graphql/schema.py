@@ -35,17 +35,16 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionContext, Info
 from strawberry.types.field import StrawberryField
 
-from app import models
-from app.cache import CacheOutcome
-from app.errors import Conflict, GatewayError, NotFound, Unauthenticated, ValidationFailed
+from app.auth.messages import unauthenticated_message, without_input_values
+from app.core import models
+from app.core.errors import Conflict, GatewayError, NotFound, Unauthenticated, ValidationFailed
 from app.graphql import types
 from app.graphql.authorization import Authorize
 from app.graphql.context import GraphQLContext
 from app.graphql.limits import Documents, Limits
 from app.graphql.telemetry import OperationTelemetry, resolver_spans
-from app.observability import note_cache
-from app.security import unauthenticated_message, without_input_values
-from app.service import ReadLog, track_reads
+from app.observability.context import note_cache
+from app.service import CacheOutcome, ReadLog, track_reads
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +371,8 @@ class Subscription:
 
 
 class GatewayErrors(SchemaExtension):
-    """Give every error a stable `extensions.code`; never leak internals (DESIGN.md, "Errors")."""
+    """Give every error a stable `extensions.code`; never leak internals (docs/architecture.md,
+    "Errors")."""
 
     def __init__(self) -> None:
         self.reads: ReadLog | None = None
@@ -449,7 +449,7 @@ def build_schema(
     tracer: Tracer | None = None,
 ) -> GatewaySchema:
     """Build the schema once per app. A document is checked cheapest first: its size (the
-    gate's body limit), its tokens (while it parses), the limits, then graphql-core's rules."""
+    pipeline's body limit), its tokens (while it parses), the limits, then graphql-core's rules."""
     rules: list[type[ASTValidationRule]] = []
     if not introspection:
         from graphql.validation import NoSchemaIntrospectionCustomRule
@@ -483,7 +483,7 @@ def _plain_attribute_resolvers(schema: strawberry.Schema) -> None:
     """Resolve fields without a resolver by plain attribute access.
 
     Strawberry wraps every field, plain ones too; over a nested list of resources that
-    wrapper is most of the CPU a warm request spends (DESIGN.md, "Performance model").
+    wrapper is most of the CPU a warm request spends (docs/architecture.md, "Performance model").
     Fields with resolvers, permissions or extensions keep strawberry's wrapper.
     """
     backref = GraphQLCoreConverter.DEFINITION_BACKREF

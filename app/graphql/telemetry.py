@@ -20,7 +20,7 @@ from graphql import (
 from opentelemetry.trace import Tracer
 from strawberry.extensions import SchemaExtension
 
-from app.observability import current_request
+from app.observability.context import current_request
 
 INVALID = "invalid"
 """The label of a document that did not parse or validate: it names no real operation."""

@@ -13,8 +13,8 @@ from strawberry.file_uploads import Upload, UploadDefinition
 from strawberry.types import Info
 from strawberry.types.scalar import ScalarDefinition
 
-from app import models
-from app.errors import GatewayError, ValidationFailed
+from app.core import models
+from app.core.errors import GatewayError, ValidationFailed
 from app.graphql.context import GraphQLContext
 
 
@@ -29,7 +29,7 @@ def _parse_long(value: object) -> int:
 
 T = TypeVar("T")
 
-# GraphQL's Int is 32-bit; image and set sizes pass 2 GiB (DESIGN.md, "Types").
+# GraphQL's Int is 32-bit; image and set sizes pass 2 GiB (docs/architecture.md, "Types").
 Long = NewType("Long", int)
 
 SCALARS: dict[object, ScalarDefinition] = {
@@ -98,7 +98,7 @@ def _from_detail(
     root: models.BootResource, info: Info[GraphQLContext, None], pick: Callable[[Any], T]
 ) -> T | Awaitable[T]:
     # Synchronous when the detail is at hand: an awaitable per resource costs a task each
-    # (DESIGN.md, "Performance model"); otherwise the request's loader batches the reads.
+    # (docs/architecture.md, "Performance model"); otherwise the request's loader batches the reads.
     detail = _detail(root, info)
     if detail is not None:
         return pick(detail)

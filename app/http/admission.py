@@ -1,187 +1,116 @@
-"""The ASGI layer in front of both faces: CORS, body limits, authentication and rate limits."""
+"""Admission: what a request must pass before any work is done for it. Bodies over the limit
+(413), missing or wrong credentials (401; in passthrough mode a key MAAS has not confirmed)
+and callers over their rate (429)."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import TYPE_CHECKING
 
-import orjson
-from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from app.callers import CallerResolver, Identity, unauthenticated
-from app.config import Settings
-from app.errors import GatewayError, PayloadTooLarge, Unauthenticated
-from app.rest.errors import gateway_error_response
-from app.rest.uploads import SHA256_HEADER
-from app.security import WWW_AUTHENTICATE
+from app.auth.identity import CallerResolver, Identity, unauthenticated
+from app.core.errors import PayloadTooLarge
+from app.core.settings import Settings
+from app.http.errors import refuse
+
+if TYPE_CHECKING:
+    from app.http.pipeline import RequestHead
 
 API_PREFIX = "/api/v1"
-# Set on the ASGI scope once the caller is identified and counted against its rate.
-ADMITTED_KEY = "maas_gateway.admitted"
 GRAPHQL_PATH = "/graphql"
 # The REST route whose body is an image (app/rest/boot_resources.py upload_boot_resource).
 UPLOAD_ROUTES = frozenset({("POST", f"{API_PREFIX}/boot-resources")})
-CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-CORS_HEADERS = [
-    "Authorization",
-    "Content-Type",
-    "Apollo-Require-Preflight",
-    "X-Apollo-Operation-Name",
-    "GraphQL-Preflight",
-    "X-Request-ID",
-    SHA256_HEADER,
-]
-CORS_EXPOSED = ["Retry-After", "X-Cache", "Location", "X-Request-ID", "Cache-Control"]
 
 
-def with_cors(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """CORS around the gateway's HTTP entry point when origins are configured: outermost, so
-    that even the gate's own rejections and stored answers carry the CORS headers."""
-    if not settings.cors_origin_list:
-        return app
-    return CORSMiddleware(
-        app,
-        allow_origins=list(settings.cors_origin_list),
-        allow_methods=CORS_METHODS,
-        allow_headers=CORS_HEADERS,
-        expose_headers=CORS_EXPOSED,
-        # Credentials are bearer headers, never cookies: nothing ambient to allow.
-        allow_credentials=False,
-        max_age=600,
-    )
-
-
-class RequestGate:
-    """Rejects before any work is done: bodies over the limit (413), missing or wrong
-    credentials (401, and in passthrough mode a GraphQL caller's key MAAS refuses) and callers
-    over their rate (429), for /graphql and /api/v1.
-
-    The GraphiQL page (GET /graphql without a query), the API docs, static files and
-    health or metrics endpoints need no credential.
-    """
+class Admission:
+    """The checks of `/graphql` and `/api/v1`. The GraphiQL page (GET /graphql without a
+    query), the API docs, static files and health or metrics endpoints need no credential."""
 
     def __init__(
-        self,
-        app: ASGIApp,
-        callers: CallerResolver,
-        *,
-        max_request_bytes: int,
-        max_upload_bytes: int,
+        self, callers: CallerResolver, *, max_request_bytes: int, max_upload_bytes: int
     ) -> None:
-        self.app = app
         self.callers = callers
         self.max_request_bytes = max_request_bytes
         self.max_upload_bytes = max_upload_bytes
 
     @classmethod
-    def from_settings(
-        cls, app: ASGIApp, settings: Settings, callers: CallerResolver
-    ) -> RequestGate:
+    def from_settings(cls, settings: Settings, callers: CallerResolver) -> Admission:
         return cls(
-            app,
             callers,
             max_request_bytes=settings.max_request_bytes,
             max_upload_bytes=settings.max_upload_bytes,
         )
 
-    def admit(self, scope: Scope, authorization: bytes | None = None) -> Identity:
-        """Identify the caller and count the request against its rate, once per request (the
-        front door may have done it already); raises Unauthenticated or RateLimited."""
-        identity = self.callers.identify_scope(scope, authorization)
-        if self.callers.limiter is not None and not scope.get(ADMITTED_KEY):
-            client = scope.get("client")
-            self.callers.throttle(identity, client[0] if client else None)
-        scope[ADMITTED_KEY] = True
-        return identity
+    def body_limit(self, method: str, path: str, head: RequestHead) -> int:
+        if (method, path) in UPLOAD_ROUTES:
+            return self.max_upload_bytes
+        if path == GRAPHQL_PATH and head.multipart:
+            return self.max_upload_bytes + self.max_request_bytes  # an upload, operations, map
+        return self.max_request_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    @staticmethod
+    def guards(scope: Scope) -> bool:
+        """Whether the request needs a credential."""
         path: str = scope["path"]
         method: str = scope["method"]
-        # One pass over the headers: this runs before every response-cache hit.
-        length: int | None = None
-        multipart = False
-        authorization: bytes | None = None
-        credentials = 0
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                length = int(value) if value.isdigit() else None
-            elif name == b"content-type":
-                multipart = value[:19].lower() == b"multipart/form-data"
-            elif name == b"authorization":
-                authorization = value
-                credentials += 1
-        graphql = path == GRAPHQL_PATH
-        if (method, path) in UPLOAD_ROUTES:
-            limit = self.max_upload_bytes
-        elif graphql and multipart:
-            # An upload plus its operations and map fields.
-            limit = self.max_upload_bytes + self.max_request_bytes
-        else:
-            limit = self.max_request_bytes
-        if length is not None and length > limit:
-            await _reject(scope, send, _too_large(limit), graphql)
+        if path == GRAPHQL_PATH:
+            return method != "OPTIONS" and (method != "GET" or _has_query(scope))
+        return method != "OPTIONS" and (path == API_PREFIX or path.startswith(API_PREFIX + "/"))
+
+    def admit(self, scope: Scope, head: RequestHead) -> Identity:
+        """Identify the caller and count the request against its rate; raises Unauthenticated
+        or RateLimited."""
+        if head.credentials > 1:
+            raise unauthenticated()  # which one was meant? (identity.authorization_of)
+        callers = self.callers
+        identity = callers.identify_scope(scope, head.authorization)
+        if callers.limiter is not None:
+            client = scope.get("client")
+            callers.throttle(identity, client[0] if client else None)
+        return identity
+
+    def unconfirmed(self, scope: Scope, identity: Identity) -> bool:
+        """Whether MAAS must confirm a GraphQL caller's passthrough key before the document is
+        parsed: a made-up key must cost nothing more (`CallerResolver.confirm`)."""
+        return scope["path"] == GRAPHQL_PATH and not self.callers.confirmed(identity.caller)
+
+
+class CountedBody:
+    """A body of unknown length (chunked), stopped past `limit`: the request is answered 413
+    at once and whatever the app answers to the error it then reads is dropped."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._limit = limit
+        self._received = 0
+        self._started = False
+        self.answered = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._received += len(message.get("body", b""))
+            if self._received > self._limit:
+                error = too_large(self._limit)
+                if not self._started and not self.answered:
+                    self.answered = True
+                    await refuse(
+                        self._scope, self._send, error, self._scope["path"] == GRAPHQL_PATH
+                    )
+                raise error
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.answered:
             return
-        if (graphql or path == API_PREFIX or path.startswith(API_PREFIX + "/")) and not (
-            method == "OPTIONS" or (graphql and method == "GET" and not _has_query(scope))
-        ):
-            try:
-                if credentials > 1:
-                    raise unauthenticated()  # which one was meant? (callers.authorization_of)
-                identity = self.admit(scope, authorization)
-                if graphql:
-                    # Before the document is parsed: a made-up key must cost nothing more.
-                    await self.callers.confirm(identity)
-            except GatewayError as error:
-                await _reject(scope, send, error, graphql)
-                return
-        if length is not None:
-            # The server stops a body at its declared length; nothing more to count.
-            await self.app(scope, receive, send)
-            return
-        await self._counted(scope, receive, send, limit, graphql)
-
-    async def _counted(
-        self, scope: Scope, receive: Receive, send: Send, limit: int, graphql: bool
-    ) -> None:
-        """Pass a body of unknown length (chunked) through, stopping it past `limit`: the gate
-        answers 413 at once and drops whatever the app answers to the error it then reads."""
-        received = 0
-        started = False
-        answered = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, answered
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    error = _too_large(limit)
-                    if not started and not answered:
-                        answered = True
-                        await _reject(scope, send, error, graphql)
-                    raise error
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if answered:
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except PayloadTooLarge:
-            if not answered:
-                raise
+        if message["type"] == "http.response.start":
+            self._started = True
+        await self._send(message)
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
+def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"the request body is larger than {limit} bytes", details={"limit": limit}
     )
@@ -190,36 +119,3 @@ def _too_large(limit: int) -> PayloadTooLarge:
 def _has_query(scope: Scope) -> bool:
     query: bytes = scope.get("query_string", b"")
     return query.startswith(b"query=") or b"&query=" in query
-
-
-async def _reject(scope: Scope, send: Send, error: GatewayError, graphql: bool) -> None:
-    """Answer with the face's own error shape: GraphQL `errors`, or the REST envelope."""
-    headers: dict[str, str] = {}
-    if isinstance(error, Unauthenticated):
-        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-    if graphql:
-        if error.retry_after is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-        body: dict[str, Any] = {
-            "data": None,
-            "errors": [{"message": error.message, "extensions": error.extensions}],
-        }
-        await _send(send, error.status, orjson.dumps(body), headers)
-        return
-    response = gateway_error_response(error)
-    response.headers.update(headers)
-    await response(scope, _nothing, send)
-
-
-async def _nothing() -> Message:
-    return {"type": "http.disconnect"}
-
-
-async def _send(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})

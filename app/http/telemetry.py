@@ -27,15 +27,15 @@ from opentelemetry.trace import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.callers import IDENTITY_KEY
-from app.config import Settings
-from app.health import UpstreamHealth
-from app.logs import ACCESS_LOGGER
+from app.auth.identity import IDENTITY_KEY
+from app.core.settings import Settings
 from app.maas.client import MaasClient, UpstreamObserver
-from app.metrics import GatewayMetrics
-from app.observability import RequestRecord, current_request, request_id
+from app.observability.context import RequestRecord, current_request, request_id
+from app.observability.health import UpstreamHealth
+from app.observability.logs import ACCESS_LOGGER
+from app.observability.metrics import GatewayMetrics
+from app.observability.tracing import Tracing, build_tracing, incoming_context, record_upstream_span
 from app.service import BootService, cache_policies
-from app.tracing import Tracing, build_tracing, incoming_context, record_upstream_span
 
 _HEADER = b"x-request-id"
 # A caller's id is kept when it is a plain token; anything else (too long, odd bytes that
@@ -45,7 +45,7 @@ NO_OPERATION = "none"
 """The operation of a GraphQL request that never reached execution (the GraphiQL page, an
 unreadable body)."""
 UNROUTED = "unrouted"
-"""The operation of a request answered without a route: an unknown path, or one the gate
+"""The operation of a request answered without a route: an unknown path, or one admission
 refused before routing (the status tells which)."""
 REST_PREFIX = "/api/v1"
 
@@ -92,6 +92,29 @@ def _template(api: str, route: Any) -> str | None:
     return path
 
 
+def _unlabelled(scope: Scope, api: str) -> str:
+    """The operation of a request nothing labelled on the way."""
+    if api == "graphql":
+        return NO_OPERATION
+    route = scope.get("route")
+    return route.name if route is not None else UNROUTED
+
+
+def _annotate(
+    span: Span, scope: Scope, api: str, operation: str, record: RequestRecord, status: int
+) -> None:
+    # Named by the route's template, never the raw path: span names must stay few.
+    template = _template(api, scope.get("route"))
+    span.update_name(f"{scope['method']} {template}" if template else scope["method"])
+    if template:
+        span.set_attribute("http.route", template)
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("maas_gateway.operation", operation)
+    span.set_attribute("maas_gateway.request_id", record.request_id)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+
+
 class _Responder:
     """The server's `send`, seen through: notes the status and X-Cache, adds X-Request-ID. It
     returns the server's own awaitable, so passing a message costs no coroutine of its own."""
@@ -115,70 +138,77 @@ class _Responder:
         return self.send(message)
 
 
+class Exchange:
+    """One HTTP request as telemetry follows it, from `Telemetry.begin` to `Telemetry.end`."""
+
+    __slots__ = (
+        "api",
+        "id_token",
+        "record",
+        "record_token",
+        "responder",
+        "span",
+        "span_token",
+        "started",
+    )
+
+    def __init__(self, api: str, record: RequestRecord, responder: _Responder) -> None:
+        self.api = api
+        self.record = record
+        self.responder = responder
+        self.record_token = current_request.set(record)
+        self.id_token = request_id.set(record.request_id)
+        self.span: Span | None = None
+        self.span_token: Token[Context] | None = None
+        self.started = time.perf_counter()
+
+
 class Telemetry:
-    """ASGI middleware around the whole app behind the front door (app/front_door.py), `http`
-    being where HTTP requests go (CORS, the gate and the stored-answer edges)."""
+    """The pipeline's first and last step for every request: the request id (taken or made,
+    returned and sent upstream), in-flight counts, request metrics, the access log line and, if
+    tracing is on, the request span."""
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
-        http: ASGIApp | None = None,
         metrics: GatewayMetrics,
         health: UpstreamHealth,
         tracing: Tracing | None = None,
     ) -> None:
-        self.app = app
-        self.http = http or app
         self.metrics = metrics
         self.health = health
         self.tracing = tracing
         self.log = logging.getLogger(ACCESS_LOGGER)
         self.request_id = _RequestIds()
 
-    def request_id_of(self, value: bytes | None) -> tuple[str, tuple[bytes, bytes]]:
-        """The id of a request that sent `value` as X-Request-ID, and the header returning it."""
-        if value is not None and _VALID_ID.fullmatch(value):
-            return value.decode("ascii"), (_HEADER, value)
-        rid = self.request_id.new()
-        return rid, (_HEADER, rid.encode("ascii"))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                await self._websocket(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
+    def begin(self, scope: Scope, request_id: bytes | None, send: Send) -> Exchange:
+        """Start following a request whose X-Request-ID header is `request_id`; answers go
+        through the exchange's `responder`, which returns the id."""
+        rid = self.request_id.accept(request_id)
         api = _api(scope["path"])
-        rid = self.request_id(scope["headers"])
-        record = RequestRecord(rid)
-        record_token = current_request.set(record)
-        id_token = request_id.set(rid)
-        responder = _Responder(send, (_HEADER, rid.encode("ascii")))
-        span: Span | None = None
-        span_token: Token[Context] | None = None
+        exchange = Exchange(api, RequestRecord(rid), _Responder(send, (_HEADER, rid.encode())))
         if self.tracing is not None:
-            span, span_token = self._start_span(scope)
-        in_flight = self.metrics.in_flight
-        in_flight[api] += 1
-        started = time.perf_counter()
-        try:
-            await self.http(scope, receive, responder)
-        except BaseException as error:
-            if span is not None:
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR))
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            in_flight[api] -= 1
-            request_id.reset(id_token)
-            current_request.reset(record_token)
-            self.finish(scope, api, record, responder.status, responder.cache, seconds, span)
-            if span is not None and span_token is not None:
-                otel_context.detach(span_token)
-                span.end()
+            exchange.span, exchange.span_token = self._start_span(scope)
+        self.metrics.in_flight[api] += 1
+        return exchange
+
+    def end(self, scope: Scope, exchange: Exchange, error: BaseException | None = None) -> None:
+        """Account for the request `begin` started: metrics, span, access line."""
+        seconds = time.perf_counter() - exchange.started
+        self.metrics.in_flight[exchange.api] -= 1
+        request_id.reset(exchange.id_token)
+        current_request.reset(exchange.record_token)
+        span = exchange.span
+        if span is not None and error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR))
+        responder = exchange.responder
+        self.finish(
+            scope, exchange.api, exchange.record, responder.status, responder.cache, seconds, span
+        )
+        if span is not None and exchange.span_token is not None:
+            otel_context.detach(exchange.span_token)
+            span.end()
 
     def _start_span(self, scope: Scope) -> tuple[Span, Token[Context]]:
         assert self.tracing is not None
@@ -189,17 +219,6 @@ class Telemetry:
             attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
         )
         return span, otel_context.attach(set_span_in_context(span))
-
-    def stored(
-        self, scope: Scope, api: str, operation: str, request_id: str, status: int, seconds: float
-    ) -> None:
-        """`finish` for a stored answer (no upstream calls, no errors, no span), which builds
-        the request's record only when its access line is written."""
-        if self.log.isEnabledFor(logging.INFO):
-            record = RequestRecord(request_id, operation, "HIT")
-            self.finish(scope, api, record, status, None, seconds)
-        else:
-            self.metrics.observe_request(api, operation, status, seconds)
 
     def finish(
         self,
@@ -213,34 +232,30 @@ class Telemetry:
     ) -> None:
         """Account for one answered request: metrics, the span's last attributes, the access
         line. `cache_header` is the answer's X-Cache, if it had one."""
-        operation = record.operation
-        if operation is None:
-            if api == "graphql":
-                operation = NO_OPERATION
-            else:
-                route = scope.get("route")
-                operation = route.name if route is not None else UNROUTED
+        operation = record.operation or _unlabelled(scope, api)
         self.metrics.observe_request(api, operation, status, seconds)
         if record.errors:
             self.metrics.observe_graphql_errors(operation, record.errors)
         if span is not None:
-            # Named by the route's template, never the raw path: span names must stay few.
-            template = _template(api, scope.get("route"))
-            span.update_name(f"{scope['method']} {template}" if template else scope["method"])
-            if template:
-                span.set_attribute("http.route", template)
-            span.set_attribute("http.response.status_code", status)
-            span.set_attribute("maas_gateway.operation", operation)
-            span.set_attribute("maas_gateway.request_id", record.request_id)
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
+            _annotate(span, scope, api, operation, record, status)
         # Probes, scrapes and static files would drown the useful lines at info.
         level = logging.INFO if api != "internal" else logging.DEBUG
         if status >= 500:
             level = logging.WARNING
-        log = self.log
-        if not log.isEnabledFor(level):
-            return
+        if self.log.isEnabledFor(level):
+            self._access_line(level, scope, api, operation, record, status, cache_header, seconds)
+
+    def _access_line(
+        self,
+        level: int,
+        scope: Scope,
+        api: str,
+        operation: str,
+        record: RequestRecord,
+        status: int,
+        cache_header: bytes | None,
+        seconds: float,
+    ) -> None:
         identity = scope.get(IDENTITY_KEY)
         cache = record.cache
         if cache is None and cache_header is not None:
@@ -260,11 +275,12 @@ class Telemetry:
         if record.errors:
             fields["errors"] = list(record.errors)
         # The record `log.info` would make, without its stack walk (this is the hot path).
-        entry = logging.LogRecord(log.name, level, "", 0, "request", (), None)
+        entry = logging.LogRecord(self.log.name, level, "", 0, "request", (), None)
         entry.fields = fields
-        log.handle(entry)
+        self.log.handle(entry)
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def websocket(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """A websocket's request id and, when it closes, its log line."""
         rid = self.request_id(scope["headers"])
         record = RequestRecord(rid)
         record_token = current_request.set(record)
@@ -278,7 +294,7 @@ class Telemetry:
 
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_with_id)
+            await app(scope, receive, send_with_id)
         finally:
             request_id.reset(id_token)
             current_request.reset(record_token)
@@ -340,10 +356,8 @@ class Observability:
     def tracer(self) -> Tracer | None:
         return self.tracing.tracer if self.tracing is not None else None
 
-    def middleware(self, app: ASGIApp, http: ASGIApp | None = None) -> Telemetry:
-        return Telemetry(
-            app, http=http, metrics=self.metrics, health=self.health, tracing=self.tracing
-        )
+    def telemetry(self) -> Telemetry:
+        return Telemetry(metrics=self.metrics, health=self.health, tracing=self.tracing)
 
     def upstream_observer(self) -> UpstreamObserver:
         return Telemetry.observer(self.metrics, self.health, self.tracing)

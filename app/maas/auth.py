@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from app.config import parse_api_key
+from app.core.settings import parse_api_key
 
 # gomaasapi's realm; the server skips any segment that mentions realm (maas-api.md §2.2).
 REALM = "MAAS API"

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from app.errors import GatewayError, UpstreamUnavailable
+from app.core.errors import GatewayError, UpstreamUnavailable
 
 FAMILIES = ("boot-resources", "boot-sources", "selections", "import", "upload")
-"""Endpoint families (gateway-anchors.md §5.6): upload chunk PUTs have their own, so a slow or
+"""Endpoint families, each with a breaker of its own: upload chunk PUTs have theirs, so a slow or
 failing upload neither trips nor probes the breaker that guards ordinary reads."""
 UNGUARDED = "discovery"
 """version/ and describe/: the readiness probe's own calls, which must see MAAS come back at

@@ -24,20 +24,20 @@ import anyio
 import httpx
 import orjson
 
-from app.config import Settings
-from app.errors import (
+from app.core.errors import (
     GatewayError,
     NotFound,
     UpstreamBadResponse,
     UpstreamTimeout,
     ValidationFailed,
 )
+from app.core.settings import Settings
 from app.maas import models
 from app.maas.auth import MaasAuth, MaasCredentials
 from app.maas.breaker import Breakers, BreakerState
 from app.maas.errors import map_failure
 from app.maas.transport import DEFAULT_BACKEND, Backend, make_transport
-from app.observability import REQUEST_ID_HEADER, request_id
+from app.observability.context import REQUEST_ID_HEADER, request_id
 
 log = logging.getLogger(__name__)
 
@@ -702,18 +702,11 @@ class MaasClient:
         retry: _Retry,
         missing_on_500: bool,
     ) -> httpx.Response:
-        headers: dict[str, str] = {}
         if form:
             # Multipart for every write, as MAAS documents and its own clients send (§3);
             # writes without fields (op-only POSTs, DELETE) go with no body, as maascli does.
             content, content_type = _encode_multipart(form)
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        if stream_content and content is not None:
-            headers["Content-Length"] = str(len(content))
-        current_request_id = request_id.get()
-        if current_request_id:
-            headers[REQUEST_ID_HEADER] = current_request_id
+        headers = self._headers(content, content_type, stream_content)
         pool = self._pool
         if isinstance(path, httpx.URL):
             url = path
@@ -721,36 +714,16 @@ class MaasClient:
             url = _absolute_url(pool.api_root, f"{path}?{urlencode(params)}" if params else path)
         attempt = 0
         while True:
-            body: bytes | AsyncIterator[bytes] | None = content
-            if stream_content and content is not None:
-                # aiohttp copies a bytes body over 1 MiB and warns about it; one streamed piece
-                # with its exact Content-Length goes to the socket as it is.
-                body = _one_piece(content)
-            request = pool.http.build_request(method, url, content=body, headers=headers)
             try:
-                async with pool.semaphore:
-                    started = time.perf_counter()
-                    # Read timeouts restart with every piece of a body: a peer that drips its
-                    # answer would hold the caller forever without a deadline on the whole.
-                    async with asyncio.timeout(pool.exchange_deadline):
-                        response = await pool.http.send(request, auth=self._auth)
-            except TimeoutError as exc:
-                timeout = UpstreamTimeout(f"MAAS {operation} failed: no full answer in time")
-                if pool.observer is not None:
-                    pool.observer(operation, method, timeout.code, time.perf_counter() - started)
-                raise timeout from exc
+                response = await self._attempt(
+                    operation, method, url, headers, content, stream_content
+                )
             except httpx.HTTPError as exc:
-                error = map_failure(operation, exc, redact=self._redact)
-                if pool.observer is not None:
-                    pool.observer(operation, method, error.code, time.perf_counter() - started)
                 if attempt < pool.retries and self._may_retry(retry, exc):
                     attempt += 1
                     await self._backoff(attempt)
                     continue
-                raise error from exc
-            if pool.observer is not None:
-                elapsed = time.perf_counter() - started
-                pool.observer(operation, method, str(response.status_code), elapsed)
+                raise map_failure(operation, exc, redact=self._redact) from exc
             if response.is_success:
                 return response
             if response.status_code == 503 and retry is _Retry.READ and attempt < pool.retries:
@@ -767,6 +740,62 @@ class MaasClient:
             ):
                 raise NotFound(f"MAAS {operation} failed: no such boot resource")
             raise map_failure(operation, response, redact=self._redact)
+
+    @staticmethod
+    def _headers(
+        content: bytes | None, content_type: str | None, stream_content: bool
+    ) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        if stream_content and content is not None:
+            headers["Content-Length"] = str(len(content))
+        current_request_id = request_id.get()
+        if current_request_id:
+            headers[REQUEST_ID_HEADER] = current_request_id
+        return headers
+
+    async def _attempt(
+        self,
+        operation: str,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        stream_content: bool,
+    ) -> httpx.Response:
+        """One try of a request, reported to the observer with its outcome; raises
+        UpstreamTimeout past the exchange deadline, or the transport's error."""
+        pool = self._pool
+        body: bytes | AsyncIterator[bytes] | None = content
+        if stream_content and content is not None:
+            # aiohttp copies a bytes body over 1 MiB and warns about it; one streamed piece
+            # with its exact Content-Length goes to the socket as it is.
+            body = _one_piece(content)
+        request = pool.http.build_request(method, url, content=body, headers=headers)
+        started = time.perf_counter()
+        try:
+            async with pool.semaphore:
+                started = time.perf_counter()
+                # Read timeouts restart with every piece of a body: a peer that drips its
+                # answer would hold the caller forever without a deadline on the whole.
+                async with asyncio.timeout(pool.exchange_deadline):
+                    response = await pool.http.send(request, auth=self._auth)
+        except TimeoutError as exc:
+            timeout = UpstreamTimeout(f"MAAS {operation} failed: no full answer in time")
+            self._observe(operation, method, timeout.code, started)
+            raise timeout from exc
+        except httpx.HTTPError as exc:
+            code = map_failure(operation, exc, redact=self._redact).code
+            self._observe(operation, method, code, started)
+            raise
+        self._observe(operation, method, str(response.status_code), started)
+        return response
+
+    def _observe(self, operation: str, method: str, outcome: str, started: float) -> None:
+        observer = self._pool.observer
+        if observer is not None:
+            observer(operation, method, outcome, time.perf_counter() - started)
 
     @staticmethod
     def _may_retry(retry: _Retry, exc: httpx.HTTPError) -> bool:

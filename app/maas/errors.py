@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pydantic
 
-from app.errors import (
+from app.core.errors import (
     Conflict,
     Forbidden,
     GatewayError,

@@ -7,10 +7,12 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.errors import GatewayError
-from app.maas.client import MaasClient
+from app.core.errors import GatewayError
+
+if TYPE_CHECKING:
+    from app.maas.client import MaasClient
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, TextIO
 
 import orjson
 
-from app.observability import request_id
+from app.observability.context import request_id
 
 ACCESS_LOGGER = "app.access"
 """One line per HTTP request: request id, principal, operation, status, duration, upstream
@@ -85,7 +85,7 @@ class JsonLinesHandler(logging.Handler):
         self.stream = stream
         self.json = JsonFormatter()
         self.setFormatter(self.json)
-        self._closed = threading.Event()
+        self._stopped = threading.Event()  # not `_closed`: logging.Handler sets that to True
         self._flusher = threading.Thread(
             target=self._flush_every, args=(interval,), name="log-flush", daemon=True
         )
@@ -107,7 +107,7 @@ class JsonLinesHandler(logging.Handler):
 
     def close(self) -> None:
         """Flush, stop the flushing thread and close the stream (the handler owns it)."""
-        self._closed.set()
+        self._stopped.set()
         self._flusher.join()
         self.acquire()
         try:
@@ -118,7 +118,7 @@ class JsonLinesHandler(logging.Handler):
         super().close()
 
     def _flush_every(self, interval: float) -> None:
-        while not self._closed.wait(interval):
+        while not self._stopped.wait(interval):
             self.flush()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,9 +25,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from app import __version__
-from app.health import UpstreamHealth
-from app.maas.breaker import BreakerState, State
-from app.service import BootService
+from app.observability.health import UpstreamHealth
 
 __all__ = ["APIS", "CONTENT_TYPE", "OTHER", "GatewayMetrics"]
 
@@ -51,6 +50,10 @@ _CACHE_OUTCOMES = (
     ("coalesced", "coalesced"),
 )
 RESPONSE_FAMILY = "graphql-response"
+
+if TYPE_CHECKING:
+    from app.maas.breaker import BreakerState
+    from app.service import BootService
 
 
 class _Bounded:
@@ -269,7 +272,7 @@ class _ScrapeTimeCollector(Collector):
             labels=["family"],
         )
         for family, breaker in metrics.breakers().items():
-            for state in State:
+            for state in type(breaker.state):  # every state of the breaker's own enum
                 states.add_metric([family, state.value], int(breaker.state is state))
             opens.add_metric([family], breaker.opens)
         yield states

@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProv
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from app import __version__
-from app.config import ENV_PREFIX, Settings
+from app.core.settings import ENV_PREFIX, Settings
 
 OTLP_TRACES_PATH = "/v1/traces"
 

@@ -9,8 +9,7 @@ from pydantic import BeforeValidator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.cache import Family
-from app.models import BootResourceFilter, BootResourceType
+from app.core.models import BootResourceFilter, BootResourceType
 from app.rest.deps import CallerDep, ResourceId, ServiceDep, SettingsDep
 from app.rest.errors import COMMON_ERRORS, error_responses
 from app.rest.responses import json_read, json_write
@@ -30,11 +29,10 @@ from app.rest.uploads import (
     UploadMeta,
     receive_upload,
 )
-from app.service import track_reads
+from app.service import RESOURCE_FAMILIES, Family, track_reads
 
 router = APIRouter(prefix="/boot-resources", tags=["boot-resources"])
 
-RESOURCE_FAMILIES = (Family.BOOT_RESOURCES, Family.BOOT_RESOURCE)
 PREFIX = "/api/v1/boot-resources"
 
 

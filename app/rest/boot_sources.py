@@ -6,7 +6,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.cache import Family
 from app.rest.deps import CallerDep, SelectionId, ServiceDep, SourceId
 from app.rest.errors import COMMON_ERRORS, error_responses
 from app.rest.responses import json_read, json_write
@@ -19,7 +18,7 @@ from app.rest.schemas import (
     SelectionUpdate,
     decode_keyring,
 )
-from app.service import track_reads
+from app.service import Family, track_reads
 
 router = APIRouter(prefix="/boot-sources", tags=["boot-sources"])
 selections = APIRouter(prefix="/boot-sources/{source_id}/selections", tags=["selections"])

@@ -8,9 +8,9 @@ from fastapi import Depends, Path, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import Request
 
-from app.callers import Identity
-from app.config import Settings
-from app.security import Scope
+from app.auth.identity import Identity
+from app.core.permissions import Permission
+from app.core.settings import Settings
 from app.service import BootService, Caller
 
 
@@ -19,7 +19,7 @@ def get_service(request: Request) -> BootService:
     return service
 
 
-# Documents the credential in OpenAPI; the gate (app/gate.py) has already checked it.
+# Documents the credential in OpenAPI; admission (app/http/admission.py) has already checked it.
 bearer = HTTPBearer(
     scheme_name="bearer",
     description="A gateway token (service mode) or the caller's own MAAS API key "
@@ -35,7 +35,7 @@ def get_caller(
 ) -> Caller:
     """The caller, if its scopes allow the request: reads need `read`, changes `write`."""
     identity: Identity = request.app.state.callers.identify(request)
-    identity.require(Scope.READ if request.method in SAFE_METHODS else Scope.WRITE)
+    identity.require(Permission.READ if request.method in SAFE_METHODS else Permission.WRITE)
     return identity.caller
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
@@ -16,13 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 
-from app.errors import ALL_ERRORS, GatewayError, Unauthenticated, ValidationFailed
-from app.security import WWW_AUTHENTICATE, unauthenticated_message
+from app.core.errors import ALL_ERRORS, GatewayError, ValidationFailed
+from app.http.errors import envelope, gateway_error_response
 
 # Codes for statuses the framework itself produces; the rest come from app.errors.
 _HTTP_CODES: dict[int, str] = {error.status: error.code for error in ALL_ERRORS}
 _HTTP_CODES[405] = "METHOD_NOT_ALLOWED"
-_RETRY_AFTER_STATUSES = frozenset({409, 429, 503})
 
 
 class ErrorBody(BaseModel):
@@ -72,27 +68,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     # "default" also stops FastAPI adding its own 422 schema: request validation is a 400 here.
     responses["default"] = {"model": ErrorEnvelope, "description": "Any other error."}
     return responses
-
-
-def envelope(
-    status: int,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    body = orjson.dumps({"error": {"code": code, "message": message, "details": details or {}}})
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
-def gateway_error_response(error: GatewayError) -> Response:
-    if isinstance(error, Unauthenticated):
-        challenge = {"WWW-Authenticate": WWW_AUTHENTICATE}
-        return envelope(error.status, error.code, unauthenticated_message(error), headers=challenge)
-    headers = None
-    if error.retry_after is not None and error.status in _RETRY_AFTER_STATUSES:
-        headers = {"Retry-After": str(max(0, math.ceil(error.retry_after)))}
-    return envelope(error.status, error.code, error.message, error.details, headers)
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
@@ -156,7 +131,7 @@ def _allowed(request: Request) -> str:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # Starlette re-raises after this, so the server logs the traceback; callers never see
-    # internals (DESIGN.md, "Errors").
+    # internals (docs/architecture.md, "Errors").
     return envelope(500, "INTERNAL", "internal error")
 
 

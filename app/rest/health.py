@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.health import UpstreamHealth
-from app.metrics import CONTENT_TYPE, GatewayMetrics
+from app.observability.health import UpstreamHealth
+from app.observability.metrics import CONTENT_TYPE, GatewayMetrics
 from app.service import BootService
 
 router = APIRouter(include_in_schema=False)

@@ -9,9 +9,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.cache import CacheOutcome, Family
+from app.http.stored_answers import none_match
 from app.rest.schemas import dumps
-from app.service import ReadLog
+from app.service import CacheOutcome, Family, ReadLog
 
 JSON = "application/json"
 
@@ -19,23 +19,6 @@ JSON = "application/json"
 def etag_of(body: bytes) -> str:
     """A strong validator: the body is the exact bytes every matching answer would carry."""
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-
-
-def _opaque(tag: str) -> str:
-    tag = tag.strip()
-    return tag[2:] if tag.startswith("W/") else tag
-
-
-def none_match(header: str | None, etag: str) -> bool:
-    """If-None-Match uses weak comparison (RFC 9110 §13.1.2): `*`, or any listed tag."""
-    if not header:
-        return False
-    wanted = _opaque(etag)
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or _opaque(candidate) == wanted:
-            return True
-    return False
 
 
 def json_read(
@@ -48,7 +31,8 @@ def json_read(
     etag = etag_of(body)
     headers = {
         "ETag": etag,
-        # Private: answers depend on the credential that signs upstream (DESIGN.md, caching).
+        # Private: answers depend on the credential that signs upstream (docs/architecture.md,
+        # "Caching").
         "Cache-Control": f"private, max-age={int(ttl)}",
         "Vary": "Authorization",
     }

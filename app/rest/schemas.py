@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app import models
+from app.core import models
 
 ResourceTypeName = Literal["synced", "uploaded", "generated"]
 
@@ -23,7 +23,7 @@ def dumps(payload: Any) -> bytes:
 
 
 # Responses: documented with pydantic, encoded with orjson, so large lists never go through
-# FastAPI's jsonable_encoder (DESIGN.md, "Performance model"). Sets, files, sources and
+# FastAPI's jsonable_encoder (docs/architecture.md, "Performance model"). Sets, files, sources and
 # selections are the service's dataclasses, already in this shape: orjson writes them field by
 # field; only a boot resource is reshaped (dump_resource).
 

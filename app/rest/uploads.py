@@ -14,9 +14,10 @@ from typing import IO, Literal, get_args
 import anyio
 from starlette.requests import ClientDisconnect, Request
 
-from app.config import Settings
-from app.errors import PayloadTooLarge, ValidationFailed
-from app.models import BootResource
+from app.core.errors import PayloadTooLarge, ValidationFailed
+from app.core.models import BootResource
+from app.core.settings import Settings
+from app.http.cors import CONTENT_SHA256_HEADER
 from app.service import BootService, Caller
 
 # A client that sends nothing for this long is given up on (and its half-made resource deleted).
@@ -35,7 +36,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-Za-z0-9._+-]*)?$"
 ARCHITECTURE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*/[A-Za-z0-9][A-Za-z0-9._+-]*$"
 BASE_IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*/[A-Za-z0-9][A-Za-z0-9._+-]*$"
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
-SHA256_HEADER = "x-content-sha256"
+SHA256_HEADER = CONTENT_SHA256_HEADER.lower()
 _SHA256 = re.compile(SHA256_PATTERN)
 
 
@@ -183,6 +184,21 @@ async def _drain(request: Request, *, max_bytes: int) -> None:
                     return
 
 
+def _declared(request: Request, meta: UploadMeta, limit: int) -> tuple[int | None, str | None]:
+    """The size and sha256 the client declared, checked against the limit before any byte is
+    read."""
+    size = _declared_size(request, meta)
+    sha256 = _declared_sha256(request, meta)
+    if size is not None and size > limit:
+        raise PayloadTooLarge(
+            f"the image of {size} bytes is larger than the limit of {limit} bytes",
+            details={"limit": limit, "size": size},
+        )
+    if size == 0:
+        raise _mismatch("size", "the image is empty")
+    return size, sha256
+
+
 async def receive_upload(
     request: Request,
     service: BootService,
@@ -213,15 +229,7 @@ async def receive_upload(
 
     reading = succeeded = False
     try:
-        size = _declared_size(request, meta)
-        sha256 = _declared_sha256(request, meta)
-        if size is not None and size > limit:
-            raise PayloadTooLarge(
-                f"the image of {size} bytes is larger than the limit of {limit} bytes",
-                details={"limit": limit, "size": size},
-            )
-        if size == 0:
-            raise _mismatch("size", "the image is empty")
+        size, sha256 = _declared(request, meta, limit)
         block = settings.upload_chunk_size
         reading = True
         async with contextlib.aclosing(_pieces(request)) as body:

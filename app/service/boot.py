@@ -1,17 +1,15 @@
 """Every read and write the gateway makes, shared by REST and GraphQL: cache keys, TTLs,
-invalidation, fan-out and the mapping from MAAS payloads to gateway models."""
+invalidation and fan-out."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from app.cache import (
@@ -26,30 +24,30 @@ from app.cache import (
     response_key,
 )
 from app.cache import StoredResponse as StoredResponse  # what stored_response hands the faces
-from app.config import Settings
-from app.errors import GatewayError, PayloadTooLarge, ValidationFailed
-from app.maas import models as maas
-from app.maas.client import MaasClient
-from app.models import (
-    Architecture,
+from app.core.errors import PayloadTooLarge, ValidationFailed
+from app.core.models import (
     BootResource,
-    BootResourceFile,
     BootResourceFilter,
-    BootResourceSet,
-    BootResourceType,
     BootSource,
     BootSourceSelection,
-    ImportProgress,
     ImportStatus,
-    ResourceProgress,
 )
+from app.core.settings import Settings
+from app.maas.client import MaasClient
 
 if TYPE_CHECKING:
-    from app.redis_backend import RedisBackend
+    from app.cache.redis import RedisBackend
+from app.service.payloads import to_boot_resource, to_boot_source, to_selection
+from app.service.progress import ImportProgressHub
 
 T = TypeVar("T")
+
+
 P = ParamSpec("P")
+
+
 log = logging.getLogger(__name__)
+
 
 RESOURCE_FAMILIES = (Family.BOOT_RESOURCES, Family.BOOT_RESOURCE)
 
@@ -103,80 +101,6 @@ def cache_policies(settings: Settings) -> dict[Family, CachePolicy]:
         Family.SELECTIONS: CachePolicy(ttl=settings.cache_ttl_selections, stale_ttl=stale),
         Family.IMPORT_STATUS: CachePolicy(ttl=settings.cache_ttl_import_status, stale_ttl=stale),
     }
-
-
-def _timestamp(value: object) -> datetime | None:
-    return value if isinstance(value, datetime) else None
-
-
-def to_boot_resource(resource: maas.BootResource) -> BootResource:
-    os_name, sep, release = resource.name.partition("/")
-    subarches = [s for s in (resource.subarches or "").split(",") if s]
-    sets = None
-    if resource.sets is not None:
-        # Newest first: set versions are YYYYMMDD[.N] and compare as strings (maas-api.md §11.1).
-        sets = [
-            to_boot_resource_set(resource.sets[key]) for key in sorted(resource.sets, reverse=True)
-        ]
-    return BootResource(
-        id=resource.id,
-        name=resource.name,
-        os=os_name if sep else None,
-        release=release if sep else None,
-        architecture=Architecture.parse(resource.architecture),
-        title=resource.title or "",
-        type=BootResourceType.from_maas_label(resource.type),
-        subarches=subarches,
-        last_deployed=_timestamp(resource.last_deployed),
-        base_image=resource.base_image or None,
-        sets=sets,
-    )
-
-
-def to_boot_resource_set(item: maas.BootResourceSet) -> BootResourceSet:
-    files = [to_boot_resource_file(item.files[name]) for name in sorted(item.files)]
-    return BootResourceSet(
-        version=item.version,
-        label=item.label,
-        size=item.size,
-        complete=item.complete,
-        progress=100.0 if item.complete else float(item.progress or 0.0),
-        files=files,
-    )
-
-
-def to_boot_resource_file(item: maas.BootResourceFile) -> BootResourceFile:
-    return BootResourceFile(
-        filename=item.filename,
-        filetype=item.filetype,
-        size=item.size,
-        sha256=item.sha256,
-        complete=item.complete,
-        progress=100.0 if item.complete else float(item.progress or 0.0),
-    )
-
-
-def to_boot_source(source: maas.BootSource) -> BootSource:
-    return BootSource(
-        id=source.id,
-        url=source.url,
-        keyring_filename=source.keyring_filename or "",
-        keyring_data=source.keyring_data or "",
-        created=_timestamp(source.created),
-        updated=_timestamp(source.updated),
-    )
-
-
-def to_selection(selection: maas.BootSourceSelection) -> BootSourceSelection:
-    return BootSourceSelection(
-        id=selection.id,
-        boot_source_id=selection.boot_source_id,
-        os=selection.os,
-        release=selection.release,
-        arches=list(selection.arches or []),
-        subarches=list(selection.subarches or []),
-        labels=list(selection.labels or []),
-    )
 
 
 def _publishes(
@@ -440,7 +364,8 @@ class BootService:
             for family in RESOURCE_FAMILIES:
                 self.cache.invalidate(family)
         self._importing = importing
-        # Progress moves while an import runs, so resource answers age faster (DESIGN.md).
+        # Progress moves while an import runs, so resource answers age faster
+        # (docs/architecture.md, "Caching").
         for family in RESOURCE_FAMILIES:
             policy = self._policies[family]
             if importing:
@@ -597,150 +522,3 @@ class BootService:
     def _invalidate_source(self, source_id: int) -> None:
         self.cache.invalidate(Family.BOOT_SOURCES)
         self.cache.invalidate(Family.BOOT_SOURCE, scope=source_id)
-
-
-class ImportProgressHub:
-    """One poller per principal serves every subscriber; it polls only while someone listens
-    and pushes a snapshot only when it differs from the last one."""
-
-    def __init__(self, service: BootService, *, interval: float) -> None:
-        self._service = service
-        self._interval = interval
-        self._pollers: dict[str, _Poller] = {}
-        self._closed = False
-        self._emptied: asyncio.Event | None = None
-
-    @property
-    def pollers(self) -> int:
-        return len(self._pollers)
-
-    @property
-    def subscribers(self) -> int:
-        return sum(poller.subscribers for poller in self._pollers.values())
-
-    async def close(self) -> None:
-        """End every subscription and refuse new ones (a graceful shutdown's first step): each
-        subscriber's stream finishes normally, so its client gets `complete`, not a dropped
-        socket. Returns once every subscriber has left; callers bound the wait."""
-        self._closed = True
-        for poller in list(self._pollers.values()):
-            poller.end()
-        if self._pollers:
-            self._emptied = asyncio.Event()
-            await self._emptied.wait()
-
-    async def snapshot(self, caller: Caller) -> ImportProgress:
-        service = self._service
-        importing, resources = await asyncio.gather(
-            service.is_importing(caller),
-            service.list_boot_resources_detailed(
-                caller, BootResourceFilter(type=BootResourceType.SYNCED)
-            ),
-        )
-        return ImportProgress(
-            importing=importing,
-            resources=[
-                ResourceProgress(
-                    id=r.id,
-                    name=r.name,
-                    architecture=str(r.architecture),
-                    version=latest.version if latest else None,
-                    complete=latest.complete if latest else False,
-                    progress=latest.progress if latest else 0.0,
-                )
-                for r in resources
-                for latest in (r.latest_set,)
-            ],
-        )
-
-    async def subscribe(self, caller: Caller) -> AsyncIterator[ImportProgress]:
-        if self._closed:
-            return
-        poller = self._pollers.get(caller.principal)
-        if poller is None:
-            poller = self._pollers[caller.principal] = _Poller(self, caller)
-        queue = poller.add()
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            if poller.remove(queue):
-                self._pollers.pop(caller.principal, None)
-                if not self._pollers and self._emptied is not None:
-                    self._emptied.set()
-
-
-# What a subscriber's queue carries: a snapshot, the error that ended polling, or None (the end).
-_Item = ImportProgress | BaseException | None
-
-
-class _Poller:
-    def __init__(self, hub: ImportProgressHub, caller: Caller) -> None:
-        self._hub = hub
-        self._caller = caller
-        self._queues: set[asyncio.Queue[_Item]] = set()
-        self._last: ImportProgress | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._queues)
-
-    def add(self) -> asyncio.Queue[_Item]:
-        queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=16)
-        self._queues.add(queue)
-        if self._last is not None:
-            queue.put_nowait(self._last)
-        if self._task is None:
-            # A context of its own: the poller outlives the subscription that started it, and
-            # must not keep appending to that request's read log or carry its request id.
-            self._task = asyncio.create_task(
-                self._run(), name="import-progress-poller", context=contextvars.Context()
-            )
-        return queue
-
-    def end(self) -> None:
-        """Stop polling and tell every subscriber the stream is over."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        self._push(None)
-
-    def remove(self, queue: asyncio.Queue[_Item]) -> bool:
-        """Drop a subscriber; stop polling and return True when none is left."""
-        self._queues.discard(queue)
-        if self._queues:
-            return False
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        return True
-
-    def _push(self, item: _Item) -> None:
-        for queue in self._queues:
-            if queue.full():
-                # A slow subscriber only needs the newest state, not every step.
-                queue.get_nowait()
-            queue.put_nowait(item)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                snapshot = await self._hub.snapshot(self._caller)
-            except GatewayError as error:
-                if self._last is None:
-                    # Nothing to show yet: tell the subscribers, and let a new one start afresh.
-                    self._push(error)
-                    self._task = None
-                    return
-                log.warning("import progress poll failed: %s", error.code)
-            else:
-                if snapshot != self._last:
-                    self._last = snapshot
-                    self._push(snapshot)
-            await asyncio.sleep(self._hub._interval)

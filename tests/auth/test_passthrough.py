@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from app.config import Settings
+from app.cli.server import BackgroundServer
+from app.core.settings import Settings
 from app.maas.auth import MaasCredentials
-from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import (
     WRONG_KEY,

@@ -20,9 +20,9 @@ from asgi_lifespan import LifespanManager
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from app.auth.tokens import TokenFileError, TokenStore, token_digest
+from app.cli.server import BackgroundServer, bind_socket
 from app.main import create_app
-from app.security import TokenFileError, TokenStore, token_digest
-from app.serving import BackgroundServer, bind_socket
 from tests.conftest import ADMIN_KEY
 from tests.gateway import (
     bearer,
@@ -272,7 +272,7 @@ def test_without_tokens_or_anonymous_access_every_request_is_refused(
 
 
 def test_the_production_default_has_no_anonymous_access() -> None:
-    from app.config import Settings
+    from app.core.settings import Settings
 
     settings = Settings(_env_file=None)
     assert settings.auth_mode == "service"

@@ -8,7 +8,6 @@ from typing import Any
 import anyio
 import pytest
 
-from app import cache as cache_module
 from app.cache import (
     CacheOutcome,
     CachePolicy,
@@ -20,7 +19,8 @@ from app.cache import (
     estimate_size,
     response_key,
 )
-from app.errors import GatewayError, NotFound, UpstreamTimeout, UpstreamUnavailable
+from app.cache import entities as cache_module
+from app.core.errors import GatewayError, NotFound, UpstreamTimeout, UpstreamUnavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -354,7 +354,11 @@ class TestStaleIfError:
             getter(cache, failing, family=Family.BOOT_SOURCES, key="all"), time_out_late
         )
 
-        assert isinstance(result, UpstreamTimeout)
+        # The load's own error, not the stale "last good" that was servable when it started.
+        assert result is failing.error
+        fresh = Loader("fresh")
+        assert (await cache.get(ALICE, Family.BOOT_SOURCES, "all", fresh)).value == "fresh"
+        assert fresh.calls == 1
 
     async def test_get_raises_and_drops_entry_when_error_is_not_stale_eligible(
         self, cache: EntityCache, clock: FakeClock

@@ -20,8 +20,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings
-from app.models import (
+from app.cache.redis import decode, encode
+from app.cli.server import BackgroundServer
+from app.core.models import (
     Architecture,
     BootResource,
     BootResourceFile,
@@ -29,8 +30,7 @@ from app.models import (
     BootResourceType,
     BootSourceSelection,
 )
-from app.redis_backend import decode, encode
-from app.serving import BackgroundServer
+from app.core.settings import Settings
 from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import bearer, reset_counts, upstream_counts
 
@@ -42,7 +42,7 @@ if shutil.which("redis-server") is None and not os.environ.get("CI"):
 _GATEWAY = """
 import sys
 from app.main import create_app
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.gateway import gateway_settings
 overrides = dict(arg.split("=", 1) for arg in sys.argv[3:])
 app = create_app(gateway_settings(sys.argv[1], sys.argv[2], log_level="warning", **overrides))
@@ -165,7 +165,7 @@ def replica(
         stdout=subprocess.PIPE,
         text=True,
         env=env,
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).parents[2],
     )
     try:
         assert child.stdout is not None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app import contracts
-from app.config import ENV_PREFIX, Settings
-from app.docs import CONFIGURATION_DOC, render_configuration
+from app.cli import export as contracts
+from app.cli.configuration_doc import CONFIGURATION_DOC, render_configuration
+from app.core.settings import ENV_PREFIX, Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def rows() -> dict[str, list[str]]:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings, running_gateway
 
 CLI = [sys.executable, "-m", "app.cli"]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""`app.uploader` end to end: a file through a running gateway into the simulator."""
+"""`app.cli.upload` end to end: a file through a running gateway into the simulator."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app import uploader
-from app.serving import BackgroundServer
-from app.uploader import UploadFailed, file_digest, progress_bar, upload_file
+from app.cli import upload as uploader
+from app.cli.server import BackgroundServer
+from app.cli.upload import UploadFailed, file_digest, progress_bar, upload_file
 from tests.conftest import ADMIN_KEY
 from tests.gateway import maas_call, set_faults
 from tests.rest.conftest import wait_for

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 from annotated_types import Ge, Gt, Le
 
-from app.config import ENV_PREFIX, Settings
+from app.core.settings import ENV_PREFIX, Settings
 from tests.deploy.conftest import (
     CHART,
     CI_VALUES,

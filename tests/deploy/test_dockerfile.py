@@ -135,7 +135,7 @@ def test_dockerignore_lets_in_everything_the_dockerfile_copies() -> None:
     assert sources
     for source in sources:
         assert not IGNORE.excludes(source), source
-    for path in ("app/cli.py", "app/static/graphiql/boot.js", "app/simulator/state.py"):
+    for path in ("app/cli/main.py", "app/static/graphiql/boot.js", "app/simulator/state.py"):
         assert not IGNORE.excludes(path), path
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.cli.server import BackgroundServer
 from app.main import GatewayApp, create_app
-from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings
 from tests.leaks import LoopProbe, Resources

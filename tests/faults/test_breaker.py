@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from app.errors import NotFound, UpstreamTimeout, UpstreamUnavailable
+from app.cli.server import BackgroundServer
+from app.core.errors import NotFound, UpstreamTimeout, UpstreamUnavailable
 from app.maas.breaker import Breaker, Breakers, State, family_of
-from app.serving import BackgroundServer
 from tests.faults.conftest import GatewayFactory
 from tests.gateway import set_faults, upstream_counts
 from tests.leaks import Resources

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.serving import BackgroundServer, bind_socket
+from app.cli.server import BackgroundServer, bind_socket
 from tests.faults.conftest import DEADLINE, TIMEOUT, GatewayFactory
 from tests.gateway import gql, set_faults
 from tests.leaks import Resources

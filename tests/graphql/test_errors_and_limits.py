@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.conftest import USER_KEY
 from tests.gateway import WRONG_KEY, GatewayFactory, gql, reset_counts, set_faults, upstream_counts
 

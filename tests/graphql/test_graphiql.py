@@ -34,9 +34,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from app.cli.server import BackgroundServer
 from app.graphql.graphiql import VENDOR_SCRIPTS, VENDOR_STYLES, graphiql_page
 from app.main import create_app
-from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings, running_gateway
 

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -26,8 +28,12 @@ from hypothesis import strategies as st
 from strawberry.extensions.max_aliases import create_validator as strawberry_aliases
 from strawberry.extensions.query_depth_limiter import create_validator as strawberry_depth
 
+from app.cli.server import BackgroundServer
 from app.graphql.limits import Limits, count_tokens, measure
 from app.graphql.schema import GatewaySchema, build_schema
+from app.main import create_app
+from tests.conftest import ADMIN_KEY
+from tests.gateway import gateway_settings
 from tests.graphql.documents import fragment_fan_out
 
 # Every figure below counts work, so the examples are the same on every run and every machine.
@@ -238,3 +244,34 @@ def test_fields_repeated_past_the_bound_in_one_selection_set_are_refused() -> No
     [error] = Limits(10, 30).errors(document)
     assert error.message == "'bootSources' is selected 26 times in one selection set. Allowed: 25"
     assert Limits(10, 30).errors(parse("{ " + "bootSources { id } " * 25 + "}")) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_a_document_over_the_token_limit_is_never_parsed_on_its_way_through_the_gateway(
+    simulator: BackgroundServer, method: str
+) -> None:
+    # "subscription" in it: the endpoint looks for subscriptions before strawberry runs.
+    document = "subscription { " + "__typename " * 2500 + "}"
+    app = create_app(gateway_settings(simulator.url, ADMIN_KEY, readiness_probe_interval=60))
+    parsed: list[str] = []
+
+    def tracer(frame: FrameType, event: str, _arg: object) -> None:
+        code = frame.f_code
+        if event == "call" and code.co_filename.endswith(PARSER) and code.co_name == "parse":
+            parsed.append(code.co_name)
+
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            sys.setprofile(tracer)
+            try:
+                if method == "POST":
+                    response = await client.post("/graphql", json={"query": document})
+                else:
+                    response = await client.get("/graphql", params={"query": document})
+            finally:
+                sys.setprofile(None)
+    assert parsed == []
+    [error] = response.json()["errors"]
+    assert "more than 2000 tokens" in error["message"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import time
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gql, maas_call
 

@@ -6,7 +6,7 @@ import concurrent.futures
 
 import httpx
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gql, maas_call, reset_counts, upstream_counts
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.gateway import WRONG_KEY, GatewayFactory, gql, set_simulator_config
 
 PROGRESS = (

@@ -14,8 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from app.cli.server import BackgroundServer
 from app.graphql.graphiql import CONTENT_SECURITY_POLICY
-from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import (
     GatewayFactory,
@@ -28,7 +28,7 @@ from tests.gateway import (
     write_tokens,
 )
 
-APP = Path(__file__).resolve().parents[1] / "app"
+APP = Path(__file__).resolve().parents[2] / "app"
 QUERY = "{ bootResources { id name } }"
 ORIGIN = "https://ui.example.com"
 
@@ -392,6 +392,6 @@ def test_no_code_turns_certificate_verification_off() -> None:
             ):
                 offenders.append(f"{path}:{node.lineno}")
     assert offenders == []
-    from app.config import Settings
+    from app.core.settings import Settings
 
     assert not [name for name in Settings.model_fields if "verify" in name or "insecure" in name]

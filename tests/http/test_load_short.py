@@ -7,8 +7,8 @@ import asyncio
 
 import httpx
 
+from app.cli.server import BackgroundServer
 from app.main import create_app
-from app.serving import BackgroundServer
 from bench.load import build_mix, cache_lookups, drive, hit_ratio, prepare
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings

@@ -1,5 +1,5 @@
-"""The front door: stored answers in one frame, with the same checks, answer and records as the
-full chain, and every other request handed to that chain untouched."""
+"""The entry pipeline: a stored answer has the same checks, answer and records as any request,
+never reaches the app, and every other request reaches the app untouched."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from asgi_lifespan import LifespanManager
 from opentelemetry.trace import SpanKind
 from starlette.types import Receive, Scope, Send
 
-from app.front_door import FrontDoor
+from app.cli.server import BackgroundServer
+from app.http.pipeline import Pipeline
 from app.main import create_app
-from app.observability import REQUEST_ID_HEADER
-from app.serving import BackgroundServer
+from app.observability.context import REQUEST_ID_HEADER
 from tests.conftest import ADMIN_KEY
 from tests.gateway import (
     GatewayFactory,
@@ -40,18 +40,18 @@ def gateway(start_gateway: GatewayFactory) -> BackgroundServer:
     return start_gateway()
 
 
-class CountingChain:
-    """Stands between the front door and the chain it hands requests to, counting them and
-    keeping the body the chain was given."""
+class CountingApp:
+    """Stands between the pipeline and the app behind it, counting the requests the app gets
+    and keeping the body each was given."""
 
-    def __init__(self, chain: Any) -> None:
-        self.chain = chain
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
         self.calls = 0
         self.bodies: list[bytes] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.chain(scope, receive, send)
+            await self.inner(scope, receive, send)
             return
         self.calls += 1
         chunks: list[bytes] = []
@@ -62,17 +62,17 @@ class CountingChain:
             return message
 
         try:
-            await self.chain(scope, keeping, send)
+            await self.inner(scope, keeping, send)
         finally:
             self.bodies.append(b"".join(chunks))
 
 
 @pytest.fixture
-async def in_process(simulator: BackgroundServer) -> AsyncIterator[tuple[Any, CountingChain]]:
+async def in_process(simulator: BackgroundServer) -> AsyncIterator[tuple[Any, CountingApp]]:
     app = create_app(gateway_settings(simulator.url, ADMIN_KEY, readiness_probe_interval=60))
-    assert isinstance(app.entry, FrontDoor)
-    counting = CountingChain(app.entry.chain)
-    app.entry.chain = counting
+    assert isinstance(app.entry, Pipeline)
+    counting = CountingApp(app.entry.app)
+    app.entry.app = counting
     async with LifespanManager(app):
         yield app, counting
 
@@ -84,54 +84,56 @@ async def _post(app: Any, body: dict[str, Any]) -> httpx.Response:
 
 
 @pytest.mark.anyio
-async def test_a_stored_answer_never_enters_the_chain(
-    in_process: tuple[Any, CountingChain],
+async def test_a_stored_answer_never_reaches_the_app(
+    in_process: tuple[Any, CountingApp],
 ) -> None:
-    app, chain = in_process
+    app, inner = in_process
     first = await _post(app, {"query": QUERY})
     assert first.headers["x-cache"] == "MISS"
-    assert chain.calls == 1
+    assert inner.calls == 1
     repeat = await _post(app, {"query": QUERY})
     assert repeat.headers["x-cache"] == "HIT"
     assert repeat.content == first.content
-    assert chain.calls == 1
+    assert inner.calls == 1
 
 
 @pytest.mark.anyio
-async def test_a_miss_reaches_the_chain_once_with_its_body_intact(
-    in_process: tuple[Any, CountingChain],
+async def test_a_miss_reaches_the_app_once_with_its_body_intact(
+    in_process: tuple[Any, CountingApp],
 ) -> None:
-    app, chain = in_process
+    app, inner = in_process
     await _post(app, {"query": QUERY})
     other = {"query": QUERY, "variables": {"unused": 1}}
     response = await _post(app, other)
     assert response.status_code == 200
-    assert chain.calls == 2
-    assert b'"unused":1' in chain.bodies[1]
-    # A mutation is never answered from a stored one, and reaches the chain as sent.
+    assert inner.calls == 2
+    assert b'"unused":1' in inner.bodies[1]
+    # A mutation is never answered from a stored one, and reaches the inner as sent.
     mutation = {"query": "mutation { stopImport { errors { message } } }"}
     assert (await _post(app, mutation)).status_code == 200
-    assert chain.calls == 3
-    assert b"stopImport" in chain.bodies[2]
+    assert inner.calls == 3
+    assert b"stopImport" in inner.bodies[2]
 
 
-def test_a_stored_answer_is_the_one_the_chain_would_give(gateway: BackgroundServer) -> None:
-    gql(gateway.url, QUERY)
-    front = gql(gateway.url, QUERY)
-    # A header given twice sends the request down the chain, whose edge answers it.
-    chained = httpx.post(
-        f"{gateway.url}/graphql",
-        json={"query": QUERY},
-        headers=[("Accept", "application/json"), ("Accept", "*/*")],
-    )
-    for response in (front, chained):
+def test_a_stored_answer_is_the_one_the_app_gave(gateway: BackgroundServer) -> None:
+    fresh = gql(gateway.url, QUERY)
+    # A header given twice changes nothing: the pipeline reads the head once, whatever it holds.
+    stored = [
+        gql(gateway.url, QUERY),
+        httpx.post(
+            f"{gateway.url}/graphql",
+            json={"query": QUERY},
+            headers=[("Accept", "application/json"), ("Accept", "*/*")],
+        ),
+    ]
+    assert fresh.headers["x-cache"] == "MISS"
+    for response in stored:
         assert response.status_code == 200
         assert response.headers["x-cache"] == "HIT"
-    assert front.content == chained.content
-    for header in ("content-type", "content-length", "x-cache"):
-        assert front.headers[header] == chained.headers[header]
-    assert GENERATED_ID.fullmatch(front.headers[REQUEST_ID_HEADER])
-    assert GENERATED_ID.fullmatch(chained.headers[REQUEST_ID_HEADER])
+        assert response.content == fresh.content
+        for header in ("content-type", "content-length"):
+            assert response.headers[header] == fresh.headers[header]
+        assert GENERATED_ID.fullmatch(response.headers[REQUEST_ID_HEADER])
 
 
 def test_a_stored_answer_returns_the_callers_request_id_or_one_of_ours(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.gateway import reset_counts, upstream_counts
 
 

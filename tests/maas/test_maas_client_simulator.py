@@ -8,7 +8,8 @@ import anyio
 import pytest
 from maas_support import ADMIN_KEY, USER_KEY, SimulatorControl
 
-from app.errors import (
+from app.cli.server import BackgroundServer
+from app.core.errors import (
     Forbidden,
     NotFound,
     Unauthenticated,
@@ -18,7 +19,6 @@ from app.errors import (
     ValidationFailed,
 )
 from app.maas import MaasClient, MaasCredentials
-from app.serving import BackgroundServer
 from app.simulator import SimulatorConfig, create_simulator
 
 pytestmark = pytest.mark.anyio

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from maas_support import ADMIN_KEY, USER_KEY
 
+from app.cli.server import BackgroundServer
 from app.maas import Backend, MaasClient, MaasCredentials
-from app.observability import request_id
-from app.serving import BackgroundServer
+from app.observability.context import request_id
 
 pytestmark = pytest.mark.anyio
 

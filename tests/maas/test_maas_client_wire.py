@@ -16,8 +16,7 @@ import pytest
 import respx
 from maas_support import API, MAAS_URL, USER_KEY, mock_client, mock_router, parse_form
 
-from app.config import Settings
-from app.errors import (
+from app.core.errors import (
     Conflict,
     NotFound,
     PayloadTooLarge,
@@ -27,8 +26,9 @@ from app.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
+from app.core.settings import Settings
 from app.maas import MaasClient, MaasCredentials, normalize_base_url
-from app.observability import REQUEST_ID_HEADER, request_id
+from app.observability.context import REQUEST_ID_HEADER, request_id
 
 pytestmark = pytest.mark.anyio
 

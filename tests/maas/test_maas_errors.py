@@ -10,7 +10,7 @@ import orjson
 import pydantic
 import pytest
 
-from app.errors import (
+from app.core.errors import (
     Conflict,
     Forbidden,
     GatewayError,

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from maas_support import ADMIN_KEY
 
-from app.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
+from app.core.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from app.maas import Backend, MaasClient, MaasCredentials
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("backend", ["aiohttp", "httpx"])]

@@ -10,10 +10,10 @@ import anyio
 import pytest
 from maas_support import ADMIN_KEY, SimulatorControl
 
-from app.errors import NotFound, UpstreamBadResponse, UpstreamUnavailable, ValidationFailed
+from app.cli.server import BackgroundServer
+from app.core.errors import NotFound, UpstreamBadResponse, UpstreamUnavailable, ValidationFailed
 from app.maas import MaasClient, MaasCredentials
 from app.maas.models import BootResource
-from app.serving import BackgroundServer
 
 pytestmark = pytest.mark.anyio
 

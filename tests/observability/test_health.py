@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from app.health import UpstreamHealth
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
+from app.observability.health import UpstreamHealth
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings, running_gateway, set_faults, upstream_counts
 from tests.observability_support import wait_for

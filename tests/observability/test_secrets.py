@@ -18,8 +18,8 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from app.config import Settings, parse_api_key
-from app.serving import BackgroundServer, bind_socket
+from app.cli.server import BackgroundServer, bind_socket
+from app.core.settings import Settings, parse_api_key
 from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import bearer, set_faults, write_tokens
 

@@ -19,11 +19,11 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from app.config import Settings
-from app.logs import JsonFormatter, JsonLinesHandler, TextFormatter, configure_logging
+from app.cli.server import BackgroundServer
+from app.core.settings import Settings
 from app.maas.auth import MaasCredentials
-from app.observability import REQUEST_ID_HEADER
-from app.serving import BackgroundServer
+from app.observability.context import REQUEST_ID_HEADER
+from app.observability.logs import JsonFormatter, JsonLinesHandler, TextFormatter, configure_logging
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings, gql, running_gateway, set_faults
 from tests.observability_support import (
@@ -353,6 +353,14 @@ def test_json_lines_are_buffered_and_flushed_within_the_interval(tmp_path: Path)
         handler.close()
 
 
+def test_a_json_lines_handler_may_be_closed_twice(tmp_path: Path) -> None:
+    # logging.shutdown closes every handler at exit, including one closed already.
+    handler = JsonLinesHandler((tmp_path / "log").open("wb"), interval=0.05)
+    handler.close()
+    handler.close()
+    assert handler.stream.closed
+
+
 def test_configure_logging_sends_every_logger_to_one_stream_in_the_chosen_format() -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
@@ -562,7 +570,7 @@ def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(
 def test_start_up_fails_with_one_line_when_tracing_packages_are_missing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app import cli
+    from app.cli import main as cli
 
     for name in list(os.environ):
         if name.startswith("MAAS_GATEWAY_"):

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings, running_gateway
 

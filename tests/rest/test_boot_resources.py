@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import maas_call, reset_counts, upstream_counts
 from tests.rest.conftest import envelope

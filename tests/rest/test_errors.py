@@ -6,11 +6,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.config import Settings
-from app.errors import ALL_ERRORS
+from app.cli.server import BackgroundServer
+from app.core.errors import ALL_ERRORS
+from app.core.settings import Settings
 from app.main import create_app
 from app.rest import install_error_handlers
-from app.serving import BackgroundServer
 from tests.conftest import USER_KEY
 from tests.gateway import WRONG_KEY, set_faults
 from tests.rest.conftest import envelope

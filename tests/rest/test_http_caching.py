@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.gateway import set_faults
 
 

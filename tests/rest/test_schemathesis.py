@@ -21,7 +21,7 @@ from schemathesis.checks import (
 from schemathesis.core.result import Err
 from schemathesis.graphql import nodes
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings, running_gateway
 

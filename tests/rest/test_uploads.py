@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from app.cli.server import BackgroundServer
 from app.rest import uploads
-from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import maas_call, reset_counts, set_faults, upstream_counts
 from tests.rest.conftest import GatewayFactory, envelope, wait_for

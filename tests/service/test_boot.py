@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.cache import EntityCache, Family
-from app.config import Settings
-from app.errors import Forbidden
+from app.cli.server import BackgroundServer
+from app.core.errors import Forbidden
+from app.core.settings import Settings
 from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
 from app.service import BootService, Caller, cache_policies
-from app.serving import BackgroundServer
 from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.gateway import reset_counts, upstream_counts
 

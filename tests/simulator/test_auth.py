@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 
 from .helpers import API, Maas, keys, oauth_header
 

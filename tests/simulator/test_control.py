@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from app.simulator import SimulatorConfig, create_simulator
 
 from .helpers import Maas, control, keys, oauth_header

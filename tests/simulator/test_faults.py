@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 from app.simulator import FaultRule, SimulatorConfig, create_simulator
 
 from .helpers import Maas, control

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.serving import BackgroundServer
+from app.cli.server import BackgroundServer
 
 from .helpers import Maas, control
 

@@ -1,0 +1,1 @@
+"""Shared vocabulary of every layer: settings, errors, permissions and the gateway models."""

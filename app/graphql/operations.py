@@ -1,0 +1,88 @@
+"""What a GraphQL request over HTTP asks for, read once for stored answers: the document, its
+variables and operation, the key they are stored under, and whether the operation is a query."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from graphql import DocumentNode, GraphQLError, OperationType
+
+from app.graphql.telemetry import INVALID, operation_label, selected_operation
+from app.http.stored_answers import Target
+from app.service import BootService
+
+MAX_REMEMBERED = 1024
+MAX_REMEMBERED_REQUEST = 8 * 1024
+_UNKNOWN = object()
+
+
+class OperationTargets:
+    """Reads requests for the pipeline's stored answers (`app.http.stored_answers`), with the
+    schema's own parse: one token-limited, remembered parse a document."""
+
+    def __init__(self, service: BootService, parse: Callable[[str], DocumentNode]) -> None:
+        self.service = service
+        self.parse = parse
+        self._known: dict[bytes, Target | None] = {}
+
+    def __call__(self, raw: bytes, method: str) -> Target | None:
+        """What a request asks for, remembered by its exact bytes: a repeated request skips
+        JSON parsing and hashing (the common case on the hit path). `raw` is a POST's body, or
+        `?` and a GET's query string."""
+        known = self._known.get(raw, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
+        request = _json_object(raw) if method == "POST" else _query_params_of(raw[1:])
+        document = request.get("query") if request else None
+        variables = request.get("variables") if request else None
+        operation = request.get("operationName") if request else None
+        target = None
+        if (
+            isinstance(document, str)
+            and isinstance(variables, dict | None)
+            and isinstance(operation, str | None)
+        ):
+            target = self._target(document, variables, operation)
+        if len(raw) <= MAX_REMEMBERED_REQUEST:
+            if len(self._known) >= MAX_REMEMBERED:
+                self._known.clear()
+            self._known[raw] = target
+        return target
+
+    def _target(
+        self, document: str, variables: dict[str, Any] | None, operation: str | None
+    ) -> Target:
+        key = self.service.response_key(document, variables, operation)
+        try:
+            parsed = self.parse(document)
+        except GraphQLError:
+            return Target(key=key, query=False, operation=INVALID)
+        selected = selected_operation(parsed, operation)
+        query = selected is not None and selected.operation is OperationType.QUERY
+        return Target(key=key, query=query, operation=operation_label(parsed, operation))
+
+
+def _json_object(body: bytes) -> MutableMapping[str, Any] | None:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _query_params_of(query_string: bytes) -> MutableMapping[str, Any] | None:
+    params = parse_qs(query_string.decode("latin-1"))
+    if "query" not in params:
+        return None
+    request: dict[str, Any] = {"query": params["query"][0]}
+    if "operationName" in params:
+        request["operationName"] = params["operationName"][0]
+    if "variables" in params:
+        try:
+            request["variables"] = orjson.loads(params["variables"][0])
+        except orjson.JSONDecodeError:
+            return None
+    return request

@@ -1,0 +1,1 @@
+"""What operators see: request context, metrics, JSON logs, tracing and upstream health."""

@@ -1,0 +1,170 @@
+"""Import progress for subscribers: one poller per principal, whatever the number of subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from app.cache import StoredResponse as StoredResponse  # what stored_response hands the faces
+from app.core.errors import GatewayError
+from app.core.models import (
+    BootResourceFilter,
+    BootResourceType,
+    ImportProgress,
+    ResourceProgress,
+)
+
+if TYPE_CHECKING:
+    from app.service.boot import BootService, Caller
+
+log = logging.getLogger(__name__)
+
+
+class ImportProgressHub:
+    """One poller per principal serves every subscriber; it polls only while someone listens
+    and pushes a snapshot only when it differs from the last one."""
+
+    def __init__(self, service: BootService, *, interval: float) -> None:
+        self._service = service
+        self._interval = interval
+        self._pollers: dict[str, _Poller] = {}
+        self._closed = False
+        self._emptied: asyncio.Event | None = None
+
+    @property
+    def pollers(self) -> int:
+        return len(self._pollers)
+
+    @property
+    def subscribers(self) -> int:
+        return sum(poller.subscribers for poller in self._pollers.values())
+
+    async def close(self) -> None:
+        """End every subscription and refuse new ones (a graceful shutdown's first step): each
+        subscriber's stream finishes normally, so its client gets `complete`, not a dropped
+        socket. Returns once every subscriber has left; callers bound the wait."""
+        self._closed = True
+        for poller in list(self._pollers.values()):
+            poller.end()
+        if self._pollers:
+            self._emptied = asyncio.Event()
+            await self._emptied.wait()
+
+    async def snapshot(self, caller: Caller) -> ImportProgress:
+        service = self._service
+        importing, resources = await asyncio.gather(
+            service.is_importing(caller),
+            service.list_boot_resources_detailed(
+                caller, BootResourceFilter(type=BootResourceType.SYNCED)
+            ),
+        )
+        return ImportProgress(
+            importing=importing,
+            resources=[
+                ResourceProgress(
+                    id=r.id,
+                    name=r.name,
+                    architecture=str(r.architecture),
+                    version=latest.version if latest else None,
+                    complete=latest.complete if latest else False,
+                    progress=latest.progress if latest else 0.0,
+                )
+                for r in resources
+                for latest in (r.latest_set,)
+            ],
+        )
+
+    async def subscribe(self, caller: Caller) -> AsyncIterator[ImportProgress]:
+        if self._closed:
+            return
+        poller = self._pollers.get(caller.principal)
+        if poller is None:
+            poller = self._pollers[caller.principal] = _Poller(self, caller)
+        queue = poller.add()
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if poller.remove(queue):
+                self._pollers.pop(caller.principal, None)
+                if not self._pollers and self._emptied is not None:
+                    self._emptied.set()
+
+
+# What a subscriber's queue carries: a snapshot, the error that ended polling, or None (the end).
+_Item = ImportProgress | BaseException | None
+
+
+class _Poller:
+    def __init__(self, hub: ImportProgressHub, caller: Caller) -> None:
+        self._hub = hub
+        self._caller = caller
+        self._queues: set[asyncio.Queue[_Item]] = set()
+        self._last: ImportProgress | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._queues)
+
+    def add(self) -> asyncio.Queue[_Item]:
+        queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=16)
+        self._queues.add(queue)
+        if self._last is not None:
+            queue.put_nowait(self._last)
+        if self._task is None:
+            # A context of its own: the poller outlives the subscription that started it, and
+            # must not keep appending to that request's read log or carry its request id.
+            self._task = asyncio.create_task(
+                self._run(), name="import-progress-poller", context=contextvars.Context()
+            )
+        return queue
+
+    def end(self) -> None:
+        """Stop polling and tell every subscriber the stream is over."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._push(None)
+
+    def remove(self, queue: asyncio.Queue[_Item]) -> bool:
+        """Drop a subscriber; stop polling and return True when none is left."""
+        self._queues.discard(queue)
+        if self._queues:
+            return False
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        return True
+
+    def _push(self, item: _Item) -> None:
+        for queue in self._queues:
+            if queue.full():
+                # A slow subscriber only needs the newest state, not every step.
+                queue.get_nowait()
+            queue.put_nowait(item)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                snapshot = await self._hub.snapshot(self._caller)
+            except GatewayError as error:
+                if self._last is None:
+                    # Nothing to show yet: tell the subscribers, and let a new one start afresh.
+                    self._push(error)
+                    self._task = None
+                    return
+                log.warning("import progress poll failed: %s", error.code)
+            else:
+                if snapshot != self._last:
+                    self._last = snapshot
+                    self._push(snapshot)
+            await asyncio.sleep(self._hub._interval)
