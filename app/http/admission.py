@@ -4,17 +4,13 @@ and callers over their rate (429)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.types import Message, Receive, Scope, Send
 
 from app.auth.identity import CallerResolver, Identity, unauthenticated
 from app.core.errors import PayloadTooLarge
 from app.core.settings import Settings
 from app.http.errors import refuse
-
-if TYPE_CHECKING:
-    from app.http.pipeline import RequestHead
+from app.http.exchange import Exchange
 
 API_PREFIX = "/api/v1"
 GRAPHQL_PATH = "/graphql"
@@ -41,23 +37,35 @@ class Admission:
             max_upload_bytes=settings.max_upload_bytes,
         )
 
-    def body_limit(self, method: str, path: str, head: RequestHead) -> int:
+    def body_limit(self, method: str, path: str, head: Exchange) -> int:
         if (method, path) in UPLOAD_ROUTES:
             return self.max_upload_bytes
         if path == GRAPHQL_PATH and head.multipart:
             return self.max_upload_bytes + self.max_request_bytes  # an upload, operations, map
         return self.max_request_bytes
 
-    @staticmethod
-    def guards(scope: Scope) -> bool:
-        """Whether the request needs a credential."""
+    def check(self, scope: Scope, head: Exchange) -> tuple[int, Identity | None]:
+        """The request's body limit and, where a credential is needed, the caller's identity,
+        identified and counted against its rate; raises PayloadTooLarge, Unauthenticated or
+        RateLimited."""
+        limit = self.max_request_bytes
+        if (head.length is not None and head.length > limit) or head.chunked:
+            # Uploads have a limit of their own; most requests are far under both.
+            limit = self.body_limit(scope["method"], scope["path"], head)
+            if head.length is not None and head.length > limit:
+                raise too_large(limit)
         path: str = scope["path"]
         method: str = scope["method"]
-        if path == GRAPHQL_PATH:
-            return method != "OPTIONS" and (method != "GET" or _has_query(scope))
-        return method != "OPTIONS" and (path == API_PREFIX or path.startswith(API_PREFIX + "/"))
+        # Every path that needs a credential: GET /graphql without a query is the GraphiQL page.
+        if method == "OPTIONS" or not (
+            (path == GRAPHQL_PATH and (method != "GET" or _has_query(scope)))
+            or path == API_PREFIX
+            or path.startswith(API_PREFIX + "/")
+        ):
+            return limit, None
+        return limit, self.admit(scope, head)
 
-    def admit(self, scope: Scope, head: RequestHead) -> Identity:
+    def admit(self, scope: Scope, head: Exchange) -> Identity:
         """Identify the caller and count the request against its rate; raises Unauthenticated
         or RateLimited."""
         if head.credentials > 1:
@@ -68,11 +76,6 @@ class Admission:
             client = scope.get("client")
             callers.throttle(identity, client[0] if client else None)
         return identity
-
-    def unconfirmed(self, scope: Scope, identity: Identity) -> bool:
-        """Whether MAAS must confirm a GraphQL caller's passthrough key before the document is
-        parsed: a made-up key must cost nothing more (`CallerResolver.confirm`)."""
-        return scope["path"] == GRAPHQL_PATH and not self.callers.confirmed(identity.caller)
 
 
 class CountedBody:

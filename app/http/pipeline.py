@@ -4,70 +4,46 @@ life of a request")."""
 
 from __future__ import annotations
 
+import sys
+
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.auth.identity import Identity
 from app.core.errors import GatewayError, PayloadTooLarge
-from app.http.admission import GRAPHQL_PATH, Admission, CountedBody, too_large
+from app.core.permissions import Permission
+from app.http.admission import API_PREFIX, GRAPHQL_PATH, Admission, CountedBody
 from app.http.errors import refuse
-from app.http.stored_answers import StoredAnswers, reader
+from app.http.exchange import Exchange
+from app.http.stored_answers import (
+    MAX_CACHEABLE_REQUEST,
+    StoredAnswers,
+    Target,
+    read_body,
+    replay,
+)
 from app.http.telemetry import Telemetry
-from app.observability.context import RequestRecord
+from app.observability.context import current_request
 from app.service import Caller
 
-# Where the pipeline keeps a request's head and record for the steps behind CORS, which passes
-# only the ASGI scope on.
-_HEAD_KEY = "maas_gateway.head"
-_RECORD_KEY = "maas_gateway.record"
-
-
-class RequestHead:
-    """The headers the pipeline acts on, found in one pass over the request's headers."""
-
-    __slots__ = (
-        "authorization",
-        "chunked",
-        "credentials",
-        "if_none_match",
-        "json",
-        "length",
-        "multipart",
-        "origin",
-        "request_id",
-    )
-
-    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.authorization: bytes | None = None
-        self.credentials = 0
-        self.length: int | None = None
-        self.json = self.multipart = self.chunked = False
-        self.origin = self.request_id = self.if_none_match = None
-        for name, value in headers:
-            if name == b"authorization":
-                self.authorization = value
-                self.credentials += 1
-            elif name == b"content-type":
-                # The common spelling first: this runs before every stored GraphQL answer.
-                self.json = value == b"application/json" or _is_json(value)
-                self.multipart = value[:19].lower() == b"multipart/form-data"
-            elif name == b"content-length":
-                self.length = int(value) if value.isdigit() else None
-            elif name == b"transfer-encoding":
-                self.chunked = True
-            elif name == b"origin":
-                self.origin = value
-            elif name == b"x-request-id" and self.request_id is None:
-                self.request_id = value
-            elif name == b"if-none-match" and self.if_none_match is None:
-                self.if_none_match = value
+# Where the pipeline keeps a request's exchange for the steps behind CORS and the app's
+# context, which get only the ASGI scope.
+_EXCHANGE_KEY = "maas_gateway.exchange"
+_REST = API_PREFIX + "/"
+READ = Permission.READ
 
 
 class Pipeline:
-    """Steps in order, each a plain call on the request's one head: telemetry begins; CORS
-    (when configured and the request has an Origin) wraps the rest; admission checks the body's
-    size, the credential and the rate; a reader's query or read is answered from a stored
-    answer, or the app answers and the answer is stored; telemetry ends, with the metrics,
-    the access line and, if tracing is on, the span."""
+    """Steps in order: telemetry begins; CORS (when configured and the request has an Origin)
+    wraps the rest, entering the pipeline again behind it; admission checks the body's size,
+    the credential and the rate; a reader's query or read is answered from a stored answer,
+    or the app answers and the answer is stored; telemetry ends, with the metrics, the access
+    line and, if tracing is on, the span.
+
+    Why one frame: while a request waits for its body or for the server to take its answer,
+    every coroutine between the server and the waiting line is suspended and resumed. A stored
+    answer's waits are all in `__call__`; only the app and the rare steps (a passthrough key's
+    confirmation, a chunked body) go deeper."""
 
     def __init__(
         self,
@@ -84,75 +60,118 @@ class Pipeline:
         self.answers = answers
         self.cors = cors
         if cors is not None:
-            cors.app = self._behind_cors
+            cors.app = self
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # One frame on purpose (see the class docstring), so more branches than ruff's bound.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: C901
         if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                await self.telemetry.websocket(self.app, scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
+            await self._not_http(scope, receive, send)
             return
-        head = RequestHead(scope["headers"])
-        exchange = self.telemetry.begin(scope, head.request_id, send)
+        exchange: Exchange | None = scope.get(_EXCHANGE_KEY)
+        owner = exchange is None  # else this is the pipeline again, behind CORS
+        if exchange is None:
+            exchange = scope[_EXCHANGE_KEY] = self.telemetry.begin(scope, send)
+            send = exchange
         try:
-            if self.cors is not None and head.origin is not None:
-                scope[_HEAD_KEY], scope[_RECORD_KEY] = head, exchange.record
-                await self.cors(scope, receive, exchange.responder)
-            else:
-                await self._admitted(scope, receive, exchange.responder, head, exchange.record)
-        except BaseException as error:
-            self.telemetry.end(scope, exchange, error)
-            raise
-        self.telemetry.end(scope, exchange)
-
-    async def _behind_cors(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._admitted(scope, receive, send, scope[_HEAD_KEY], scope[_RECORD_KEY])
-
-    async def _admitted(
-        self, scope: Scope, receive: Receive, send: Send, head: RequestHead, record: RequestRecord
-    ) -> None:
-        limit = self.admission.body_limit(scope["method"], scope["path"], head)
-        graphql = scope["path"] == GRAPHQL_PATH
-        if head.length is not None and head.length > limit:
-            await refuse(scope, send, too_large(limit), graphql)
-            return
-        caller = None
-        if self.admission.guards(scope):
-            try:
-                identity = self.admission.admit(scope, head)
-                if self.admission.unconfirmed(scope, identity):
-                    await self.admission.callers.confirm(identity)
-            except GatewayError as error:
-                await refuse(scope, send, error, graphql)
+            if owner and self.cors is not None and b"origin" in exchange.headers:
+                await self.cors(scope, receive, send)
                 return
-            caller = reader(identity)
-        if head.chunked and head.length is None:
-            # The server stops a body at its declared length; only one of unknown length is
-            # counted.
-            counted = CountedBody(scope, receive, send, limit)
+            graphql = scope["path"] == GRAPHQL_PATH
             try:
-                await self._answered(scope, counted.receive, counted.send, head, caller, record)
+                limit, identity = self.admission.check(scope, exchange)
+                if graphql and identity is not None and not self._confirmed(identity):
+                    await self._confirm(exchange, identity)
+            except GatewayError as refusal:
+                await refuse(scope, send, refusal, graphql)
+                return
+            counted = CountedBody(scope, receive, send, limit) if exchange.chunked else None
+            if counted is not None:  # a body of unknown length, stopped past the limit
+                receive, send = counted.receive, counted.send
+            try:
+                answers = self.answers
+                caller = self._reader(identity)
+                target = read = answer = None
+                if caller is not None and answers is not None and graphql:
+                    if scope["method"] == "POST" and exchange.json:
+                        message = await receive()
+                        if message["type"] == "http.request" and not message.get("more_body"):
+                            read = (message.get("body", b""), True)  # the usual case: one part
+                        else:
+                            read = await read_body(receive, MAX_CACHEABLE_REQUEST, message)
+                    target = answers.graphql_target(scope, read)
+                    answer = answers.graphql_answer(caller, target, exchange)
+                elif caller is not None and answers is not None and _reads_rest(scope):
+                    answer = answers.read_answer(caller, scope, exchange)
+                if answer is not None:
+                    await send(answer[0])
+                    await send({"type": "http.response.body", "body": answer[1]})
+                    return
+                if read is not None:  # the body already read goes on to the app
+                    receive = replay(read[0], receive, read[1])
+                await self._onward(scope, receive, send, caller, target)
             except PayloadTooLarge:
-                if not counted.answered:
+                if counted is None or not counted.answered:
                     raise
-            return
-        await self._answered(scope, receive, send, head, caller, record)
+        finally:
+            if owner:
+                # The exchange holds the server's send, which holds the scope: left in the
+                # scope, it would make a cycle only the garbage collector could free.
+                del scope[_EXCHANGE_KEY]
+                self.telemetry.end(scope, exchange, sys.exception())
 
-    async def _answered(
+    async def _onward(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        head: RequestHead,
         caller: Caller | None,
-        record: RequestRecord,
+        target: Target | None,
     ) -> None:
-        if self.answers is None or caller is None:
+        """The app's answer to a request no stored answer served, stored where one may be."""
+        answers = self.answers
+        if caller is None or answers is None:
+            await self._app(scope, receive, send)
+        elif target is not None and target.query:
+            await answers.store_graphql(self._app, scope, receive, send, caller, target)
+        elif scope["path"] != GRAPHQL_PATH and _reads_rest(scope):
+            await answers.store_read(self._app, scope, receive, send, caller)
+        else:
+            await self._app(scope, receive, send)
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, with the request's record in context for the layers below: the operation
+        and cache outcome they note, the MAAS calls they count, the id logs and MAAS get. A
+        stored answer needs none of it, so only the app pays for setting it."""
+        token = current_request.set(scope[_EXCHANGE_KEY])
+        try:
             await self.app(scope, receive, send)
-            return
-        await self.answers.serve(self.app, scope, receive, send, head, caller, record)
+        finally:
+            current_request.reset(token)
+
+    def _reader(self, identity: Identity | None) -> Caller | None:
+        """The caller who may be given stored answers: they are read results, so only a
+        reader may have one."""
+        if self.answers is None or identity is None or READ not in identity.scopes:
+            return None
+        return identity.caller
+
+    def _confirmed(self, identity: Identity) -> bool:
+        return self.admission.callers.confirmed(identity.caller)
+
+    async def _confirm(self, exchange: Exchange, identity: Identity) -> None:
+        token = current_request.set(exchange)  # MAAS is asked: the call is this request's
+        try:
+            await self.admission.callers.confirm(identity)
+        finally:
+            current_request.reset(token)
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.telemetry.websocket(self.app, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
-def _is_json(content_type: bytes) -> bool:
-    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+def _reads_rest(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return scope["method"] == "GET" and path.startswith(_REST)

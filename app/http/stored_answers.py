@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth.identity import Identity
-from app.core.permissions import Permission
+from app.http.exchange import Exchange
 from app.observability.context import RequestRecord
 from app.service import BootService, Caller, StoredResponse
-
-if TYPE_CHECKING:
-    from app.http.pipeline import RequestHead
 
 MAX_CACHEABLE_REQUEST = 256 * 1024
 """A GraphQL body longer than this is never looked up or stored: the bytes are the key."""
@@ -43,12 +38,6 @@ GraphQLTargets = Callable[[bytes, str], Target | None]
 """The GraphQL face's reading of a request (its JSON body, or `?` and its query string)."""
 
 
-def reader(identity: Identity) -> Caller | None:
-    """The identity's caller if it may be given stored answers: they are read results, so only
-    a reader may have one, even one it stored itself."""
-    return identity.caller if identity.allows(Permission.READ) else None
-
-
 class StoredAnswers:
     """Looks up a stored answer for GraphQL queries and REST reads, and stores what the app
     answers on a miss, with the entity reads it made (so a write makes it miss)."""
@@ -67,82 +56,67 @@ class StoredAnswers:
         self.rest_prefix = rest_prefix
         self._operations: dict[tuple[str, bytes], str] = {}
 
-    async def serve(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        head: RequestHead,
-        caller: Caller,
-        record: RequestRecord,
-    ) -> None:
-        """Answer from a stored answer, or let `app` answer and store what it says."""
-        method = scope["method"]
-        if scope["path"] == self.graphql_path:
-            await self._graphql(app, scope, receive, send, head, caller, record)
-        elif method == "GET" and scope["path"].startswith(self.rest_prefix):
-            await self._read(app, scope, receive, send, head, caller, record)
-        else:
-            await app(scope, receive, send)
+    def graphql_target(self, scope: Scope, read: tuple[bytes, bool] | None) -> Target | None:
+        """What a GraphQL request asks for: from its body when `read` (and complete), else from
+        a GET's query string."""
+        if read is not None:
+            return self.targets(read[0], "POST") if read[1] else None
+        query: bytes = scope["query_string"]
+        if scope["method"] != "GET" or not query:
+            return None
+        return self.targets(b"?" + query, "GET")
 
-    async def _graphql(
+    def graphql_answer(
+        self, caller: Caller, target: Target | None, record: RequestRecord
+    ) -> tuple[Message, bytes] | None:
+        """The start and body of a stored answer to a GraphQL query, or None (a mutation, a
+        subscription, or a request that is not one)."""
+        if target is None or not target.query:
+            return None
+        stored = self.service.stored_response(caller, target.key)
+        if stored is None:
+            return None
+        record.operation = target.operation
+        start = {"type": "http.response.start", "status": 200, "headers": [*stored.headers, _HIT]}
+        return start, stored.body
+
+    def read_answer(
+        self, caller: Caller, scope: Scope, record: Exchange
+    ) -> tuple[Message, bytes] | None:
+        """The start and body of a stored answer to a REST read (a 304 when If-None-Match
+        matches its ETag), or None."""
+        key = ("rest", scope["path"], scope["query_string"])
+        stored = self.service.stored_response(caller, key)
+        if stored is None:
+            return None
+        record.operation = self._operations.get(key[1:], "unrouted")
+        record.cache = "HIT"
+        return read_answer_of(stored, record.headers.get(b"if-none-match"))
+
+    async def store_graphql(
         self,
         app: ASGIApp,
         scope: Scope,
         receive: Receive,
         send: Send,
-        head: RequestHead,
         caller: Caller,
-        record: RequestRecord,
+        target: Target,
     ) -> None:
-        method = scope["method"]
-        if method == "POST" and head.json:
-            body, complete = await read_body(receive, MAX_CACHEABLE_REQUEST)
-            receive = replay(body, receive, complete)
-            target = self.targets(body, method) if complete else None
-        elif method == "GET" and scope["query_string"]:
-            target = self.targets(b"?" + scope["query_string"], method)
-        else:
-            target = None
-        if target is None or not target.query:
-            await app(scope, receive, send)
-            return
-        stored = self.service.stored_response(caller, target.key)
-        if stored is not None:
-            record.operation = target.operation
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [*stored.headers, _HIT]}
-            )
-            await send({"type": "http.response.body", "body": stored.body})
-            return
+        """Let `app` answer a query no stored answer serves, and store a complete, error-free
+        result with the entity reads it made."""
         captured = Captured(send, _MISS)
         with self.service.track_dependencies() as reads:
             await app(scope, receive, captured)
         if captured.status == 200 and captured.complete and _no_errors(captured.body):
             body = captured.body
-            headers = ((b"content-type", b"application/json"), _length(body))
-            self.service.store_response(caller, target.key, body, reads, headers)
+            kept = ((b"content-type", b"application/json"), _length(body))
+            self.service.store_response(caller, target.key, body, reads, kept)
 
-    async def _read(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        head: RequestHead,
-        caller: Caller,
-        record: RequestRecord,
+    async def store_read(
+        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, caller: Caller
     ) -> None:
+        """Let `app` answer a REST read no stored answer serves, and store a complete 200."""
         key = ("rest", scope["path"], scope["query_string"])
-        stored = self.service.stored_response(caller, key)
-        if stored is not None:
-            record.operation = self._operations.get(key[1:], "unrouted")
-            record.cache = "HIT"
-            start, body = read_answer(stored, head.if_none_match)
-            await send(start)
-            await send({"type": "http.response.body", "body": body})
-            return
         captured = Captured(send)
         with self.service.track_dependencies() as reads:
             await app(scope, receive, captured)
@@ -156,7 +130,7 @@ class StoredAnswers:
             self._operations[key[1:]] = route.name
 
 
-def read_answer(stored: StoredResponse, wanted: bytes | None) -> tuple[Message, bytes]:
+def read_answer_of(stored: StoredResponse, wanted: bytes | None) -> tuple[Message, bytes]:
     """The start and body of an answer with a stored read: 304 and no body when `wanted` (the
     If-None-Match header) matches its ETag, else 200."""
     headers = stored.headers
@@ -166,12 +140,8 @@ def read_answer(stored: StoredResponse, wanted: bytes | None) -> tuple[Message, 
             start = {"type": "http.response.start", "status": 304, "headers": [*headers, _HIT]}
             return start, b""
     body = stored.body
-    start = {
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [*headers, _length(body), _HIT],
-    }
-    return start, body
+    length = (b"content-length", str(len(body)).encode())
+    return {"type": "http.response.start", "status": 200, "headers": [*headers, length, _HIT]}, body
 
 
 def none_match(header: str | None, etag: str) -> bool:
@@ -231,12 +201,9 @@ class Captured:
         await self._send(message)
 
 
-async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The request body, read until it ends (complete) or passes `limit` or the client leaves
-    (not complete)."""
-    message = await receive()
-    if message["type"] == "http.request" and not message.get("more_body", False):
-        return message.get("body", b""), True  # the usual case: the body in one part
+async def read_body(receive: Receive, limit: int, message: Message) -> tuple[bytes, bool]:
+    """The request body from its first `message` on, read until it ends (complete) or passes
+    `limit` or the client leaves (not complete)."""
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextvars import Token
 from typing import Any
 
@@ -29,8 +29,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.identity import IDENTITY_KEY
 from app.core.settings import Settings
+from app.http.exchange import Exchange
 from app.maas.client import MaasClient, UpstreamObserver
-from app.observability.context import RequestRecord, current_request, request_id
+from app.observability.context import RequestRecord, current_request
 from app.observability.health import UpstreamHealth
 from app.observability.logs import ACCESS_LOGGER
 from app.observability.metrics import GatewayMetrics
@@ -115,54 +116,6 @@ def _annotate(
         span.set_status(Status(StatusCode.ERROR))
 
 
-class _Responder:
-    """The server's `send`, seen through: notes the status and X-Cache, adds X-Request-ID. It
-    returns the server's own awaitable, so passing a message costs no coroutine of its own."""
-
-    __slots__ = ("cache", "header", "send", "status")
-
-    def __init__(self, send: Send, header: tuple[bytes, bytes]) -> None:
-        self.send = send
-        self.header = header
-        self.status = 500  # unless a response starts, the server answers 500
-        self.cache: bytes | None = None
-
-    def __call__(self, message: Message) -> Awaitable[None]:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            headers = message.get("headers", ())
-            for name, value in headers:
-                if name == b"x-cache":
-                    self.cache = value
-            message["headers"] = [*headers, self.header]
-        return self.send(message)
-
-
-class Exchange:
-    """One HTTP request as telemetry follows it, from `Telemetry.begin` to `Telemetry.end`."""
-
-    __slots__ = (
-        "api",
-        "id_token",
-        "record",
-        "record_token",
-        "responder",
-        "span",
-        "span_token",
-        "started",
-    )
-
-    def __init__(self, api: str, record: RequestRecord, responder: _Responder) -> None:
-        self.api = api
-        self.record = record
-        self.responder = responder
-        self.record_token = current_request.set(record)
-        self.id_token = request_id.set(record.request_id)
-        self.span: Span | None = None
-        self.span_token: Token[Context] | None = None
-        self.started = time.perf_counter()
-
-
 class Telemetry:
     """The pipeline's first and last step for every request: the request id (taken or made,
     returned and sent upstream), in-flight counts, request metrics, the access log line and, if
@@ -181,31 +134,42 @@ class Telemetry:
         self.log = logging.getLogger(ACCESS_LOGGER)
         self.request_id = _RequestIds()
 
-    def begin(self, scope: Scope, request_id: bytes | None, send: Send) -> Exchange:
-        """Start following a request whose X-Request-ID header is `request_id`; answers go
-        through the exchange's `responder`, which returns the id."""
-        rid = self.request_id.accept(request_id)
-        api = _api(scope["path"])
-        exchange = Exchange(api, RequestRecord(rid), _Responder(send, (_HEADER, rid.encode())))
+    def begin(self, scope: Scope, send: Send) -> Exchange:
+        """Start following a request; its answer goes through the exchange, which returns the
+        request's id (the caller's X-Request-ID if it is safe, else one of ours)."""
+        exchange = Exchange(scope, send, _api(scope["path"]))
+        given = exchange.headers.get(_HEADER)
+        ids = self.request_id
+        rid = exchange.request_id = ids.new() if given is None else ids.accept(given)
+        exchange.id_header = (_HEADER, rid.encode())
         if self.tracing is not None:
             exchange.span, exchange.span_token = self._start_span(scope)
-        self.metrics.in_flight[api] += 1
+        self.metrics.in_flight[exchange.api] += 1
         return exchange
 
     def end(self, scope: Scope, exchange: Exchange, error: BaseException | None = None) -> None:
-        """Account for the request `begin` started: metrics, span, access line."""
+        """Account for the request `begin` started: metrics, the span, the access line."""
         seconds = time.perf_counter() - exchange.started
-        self.metrics.in_flight[exchange.api] -= 1
-        request_id.reset(exchange.id_token)
-        current_request.reset(exchange.record_token)
+        api, record, status = exchange.api, exchange, exchange.status
+        self.metrics.in_flight[api] -= 1
+        operation = record.operation or _unlabelled(scope, api)
+        self.metrics.observe_request(api, operation, status, seconds)
+        if record.errors:
+            self.metrics.observe_graphql_errors(operation, record.errors)
         span = exchange.span
-        if span is not None and error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR))
-        responder = exchange.responder
-        self.finish(
-            scope, exchange.api, exchange.record, responder.status, responder.cache, seconds, span
-        )
+        if span is not None:
+            if error is not None:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR))
+            _annotate(span, scope, api, operation, record, status)
+        # Probes, scrapes and static files would drown the useful lines at info.
+        level = logging.INFO if api != "internal" else logging.DEBUG
+        if status >= 500:
+            level = logging.WARNING
+        if self.log.isEnabledFor(level):
+            self._access_line(
+                level, scope, api, operation, record, status, exchange.cache_header, seconds
+            )
         if span is not None and exchange.span_token is not None:
             otel_context.detach(exchange.span_token)
             span.end()
@@ -219,31 +183,6 @@ class Telemetry:
             attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
         )
         return span, otel_context.attach(set_span_in_context(span))
-
-    def finish(
-        self,
-        scope: Scope,
-        api: str,
-        record: RequestRecord,
-        status: int,
-        cache_header: bytes | None,
-        seconds: float,
-        span: Span | None = None,
-    ) -> None:
-        """Account for one answered request: metrics, the span's last attributes, the access
-        line. `cache_header` is the answer's X-Cache, if it had one."""
-        operation = record.operation or _unlabelled(scope, api)
-        self.metrics.observe_request(api, operation, status, seconds)
-        if record.errors:
-            self.metrics.observe_graphql_errors(operation, record.errors)
-        if span is not None:
-            _annotate(span, scope, api, operation, record, status)
-        # Probes, scrapes and static files would drown the useful lines at info.
-        level = logging.INFO if api != "internal" else logging.DEBUG
-        if status >= 500:
-            level = logging.WARNING
-        if self.log.isEnabledFor(level):
-            self._access_line(level, scope, api, operation, record, status, cache_header, seconds)
 
     def _access_line(
         self,
@@ -284,7 +223,6 @@ class Telemetry:
         rid = self.request_id(scope["headers"])
         record = RequestRecord(rid)
         record_token = current_request.set(record)
-        id_token = request_id.set(rid)
         header = (_HEADER, rid.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
@@ -296,7 +234,6 @@ class Telemetry:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            request_id.reset(id_token)
             current_request.reset(record_token)
             identity = scope.get(IDENTITY_KEY)
             fields: dict[str, Any] = {

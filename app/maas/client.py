@@ -37,7 +37,7 @@ from app.maas.auth import MaasAuth, MaasCredentials
 from app.maas.breaker import Breakers, BreakerState
 from app.maas.errors import map_failure
 from app.maas.transport import DEFAULT_BACKEND, Backend, make_transport
-from app.observability.context import REQUEST_ID_HEADER, request_id
+from app.observability.context import REQUEST_ID_HEADER, current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -750,9 +750,9 @@ class MaasClient:
             headers["Content-Type"] = content_type
         if stream_content and content is not None:
             headers["Content-Length"] = str(len(content))
-        current_request_id = request_id.get()
-        if current_request_id:
-            headers[REQUEST_ID_HEADER] = current_request_id
+        sent_id = current_request_id()
+        if sent_id:
+            headers[REQUEST_ID_HEADER] = sent_id
         return headers
 
     async def _attempt(

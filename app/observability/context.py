@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
-request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-
 
 @dataclass(slots=True)
 class RequestRecord:
@@ -25,6 +23,12 @@ class RequestRecord:
 
 
 current_request: ContextVar[RequestRecord | None] = ContextVar("current_request", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served, sent upstream and put on every log line."""
+    record = current_request.get()
+    return record.request_id if record is not None else None
 
 
 def note_operation(operation: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, TextIO
 
 import orjson
 
-from app.observability.context import request_id
+from app.observability.context import current_request_id
 
 ACCESS_LOGGER = "app.access"
 """One line per HTTP request: request id, principal, operation, status, duration, upstream
@@ -68,7 +68,7 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields:
             entry.update(fields)
-        elif (current := request_id.get()) is not None:
+        elif (current := current_request_id()) is not None:
             entry["request_id"] = current
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -133,7 +133,7 @@ class TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields:
             line += "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
-        elif (current := request_id.get()) is not None:
+        elif (current := current_request_id()) is not None:
             line += f" request_id={current}"
         return line
 

@@ -3,16 +3,18 @@ never reaches the app, and every other request reaches the app untouched."""
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from opentelemetry.trace import SpanKind
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.cli.server import BackgroundServer
 from app.http.pipeline import Pipeline
@@ -113,6 +115,60 @@ async def test_a_miss_reaches_the_app_once_with_its_body_intact(
     assert (await _post(app, mutation)).status_code == 200
     assert inner.calls == 3
     assert b"stopImport" in inner.bodies[2]
+
+
+class ServerCycle:
+    """What uvicorn hands an app for one request: the scope, and a send that is a method of an
+    object holding that scope."""
+
+    def __init__(self, body: bytes) -> None:
+        self.scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/graphql",
+            "raw_path": b"/graphql",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"gateway"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        self.body = body
+        self.messages: list[Message] = []
+
+    async def receive(self) -> Message:
+        return {"type": "http.request", "body": self.body, "more_body": False}
+
+    async def send(self, message: Message) -> None:
+        self.messages.append(message)
+
+
+@pytest.mark.anyio
+async def test_a_stored_answer_leaves_no_reference_cycle_behind(
+    in_process: tuple[Any, CountingApp],
+) -> None:
+    # A cycle would keep every request's scope and body alive until the collector ran.
+    app, _ = in_process
+    await _post(app, {"query": QUERY})
+    body = orjson.dumps({"query": QUERY})
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            cycle = ServerCycle(body)
+            await app(cycle.scope, cycle.receive, cycle.send)
+            assert (b"x-cache", b"HIT") in cycle.messages[0]["headers"]
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0
 
 
 def test_a_stored_answer_is_the_one_the_app_gave(gateway: BackgroundServer) -> None:

@@ -13,7 +13,7 @@ from maas_support import ADMIN_KEY, USER_KEY
 
 from app.cli.server import BackgroundServer
 from app.maas import Backend, MaasClient, MaasCredentials
-from app.observability.context import request_id
+from app.observability.context import RequestRecord, current_request
 
 pytestmark = pytest.mark.anyio
 
@@ -70,11 +70,11 @@ async def test_request_id_and_signature_arrive_upstream(
     creds = MaasCredentials.from_key(ADMIN_KEY)
 
     async with MaasClient(url, creds, backend=backend) as maas:
-        token = request_id.set("trace-42")
+        token = current_request.set(RequestRecord("trace-42"))
         try:
             await maas.get_boot_resource(1)
         finally:
-            request_id.reset(token)
+            current_request.reset(token)
         await maas.get_boot_resource(1)
 
     with_id, without_id = peer.headers

@@ -28,7 +28,7 @@ from app.core.errors import (
 )
 from app.core.settings import Settings
 from app.maas import MaasClient, MaasCredentials, normalize_base_url
-from app.observability.context import REQUEST_ID_HEADER, request_id
+from app.observability.context import REQUEST_ID_HEADER, RequestRecord, current_request
 
 pytestmark = pytest.mark.anyio
 
@@ -279,11 +279,11 @@ async def test_request_id_is_sent_upstream_when_set(
 ) -> None:
     route = router.get("boot-sources/").mock(return_value=httpx.Response(200, json=[]))
 
-    token = request_id.set("req-123")
+    token = current_request.set(RequestRecord("req-123"))
     try:
         await client.list_boot_sources()
     finally:
-        request_id.reset(token)
+        current_request.reset(token)
     await client.list_boot_sources()
 
     first, second = route.calls
