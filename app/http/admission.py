@@ -15,6 +15,7 @@ from app.http.exchange import Exchange
 API_PREFIX = "/api/v1"
 GRAPHQL_PATH = "/graphql"
 # The REST route whose body is an image (app/rest/boot_resources.py upload_boot_resource).
+_API_PATHS = API_PREFIX + "/"
 UPLOAD_ROUTES = frozenset({("POST", f"{API_PREFIX}/boot-resources")})
 
 
@@ -60,14 +61,9 @@ class Admission:
         if method == "OPTIONS" or not (
             (path == GRAPHQL_PATH and (method != "GET" or _has_query(scope)))
             or path == API_PREFIX
-            or path.startswith(API_PREFIX + "/")
+            or path.startswith(_API_PATHS)
         ):
             return limit, None
-        return limit, self.admit(scope, head)
-
-    def admit(self, scope: Scope, head: Exchange) -> Identity:
-        """Identify the caller and count the request against its rate; raises Unauthenticated
-        or RateLimited."""
         if head.credentials > 1:
             raise unauthenticated()  # which one was meant? (identity.authorization_of)
         callers = self.callers
@@ -75,7 +71,7 @@ class Admission:
         if callers.limiter is not None:
             client = scope.get("client")
             callers.throttle(identity, client[0] if client else None)
-        return identity
+        return limit, identity
 
 
 class CountedBody:

@@ -24,6 +24,7 @@ class Exchange(RequestRecord):
 
     __slots__ = (
         "api",
+        "authorization",
         "cache_header",
         "chunked",
         "credentials",
@@ -49,6 +50,7 @@ class Exchange(RequestRecord):
             headers = dict(reversed(listed))
             self.credentials = sum(1 for name, _ in listed if name == b"authorization")
         self.headers = headers
+        self.authorization = headers.get(b"authorization")
         length = headers.get(b"content-length")
         self.length = int(length) if length is not None and length.isdigit() else None
         # Whether a body of unknown length may follow (Transfer-Encoding, no Content-Length).
@@ -70,10 +72,6 @@ class Exchange(RequestRecord):
         self.upstream_calls = 0
         self.errors = ()
         self.started = time.perf_counter()
-
-    @property
-    def authorization(self) -> bytes | None:
-        return self.headers.get(b"authorization")
 
     @property
     def multipart(self) -> bool:

@@ -79,7 +79,7 @@ class Pipeline:
             graphql = scope["path"] == GRAPHQL_PATH
             try:
                 limit, identity = self.admission.check(scope, exchange)
-                if graphql and identity is not None and not self._confirmed(identity):
+                if graphql and identity and not self.admission.callers.confirmed(identity.caller):
                     await self._confirm(exchange, identity)
             except GatewayError as refusal:
                 await refuse(scope, send, refusal, graphql)
@@ -89,7 +89,10 @@ class Pipeline:
                 receive, send = counted.receive, counted.send
             try:
                 answers = self.answers
-                caller = self._reader(identity)
+                # Stored answers are read results: only a reader may have one.
+                caller = (
+                    identity.caller if answers and identity and READ in identity.scopes else None
+                )
                 target = read = answer = None
                 if caller is not None and answers is not None and graphql:
                     if scope["method"] == "POST" and exchange.json:
@@ -98,8 +101,7 @@ class Pipeline:
                             read = (message.get("body", b""), True)  # the usual case: one part
                         else:
                             read = await read_body(receive, MAX_CACHEABLE_REQUEST, message)
-                    target = answers.graphql_target(scope, read)
-                    answer = answers.graphql_answer(caller, target, exchange)
+                    target, answer = answers.graphql_answer(caller, scope, read, exchange)
                 elif caller is not None and answers is not None and _reads_rest(scope):
                     answer = answers.read_answer(caller, scope, exchange)
                 if answer is not None:
@@ -147,16 +149,6 @@ class Pipeline:
             await self.app(scope, receive, send)
         finally:
             current_request.reset(token)
-
-    def _reader(self, identity: Identity | None) -> Caller | None:
-        """The caller who may be given stored answers: they are read results, so only a
-        reader may have one."""
-        if self.answers is None or identity is None or READ not in identity.scopes:
-            return None
-        return identity.caller
-
-    def _confirmed(self, identity: Identity) -> bool:
-        return self.admission.callers.confirmed(identity.caller)
 
     async def _confirm(self, exchange: Exchange, identity: Identity) -> None:
         token = current_request.set(exchange)  # MAAS is asked: the call is this request's

@@ -56,29 +56,24 @@ class StoredAnswers:
         self.rest_prefix = rest_prefix
         self._operations: dict[tuple[str, bytes], str] = {}
 
-    def graphql_target(self, scope: Scope, read: tuple[bytes, bool] | None) -> Target | None:
-        """What a GraphQL request asks for: from its body when `read` (and complete), else from
-        a GET's query string."""
-        if read is not None:
-            return self.targets(read[0], "POST") if read[1] else None
-        query: bytes = scope["query_string"]
-        if scope["method"] != "GET" or not query:
-            return None
-        return self.targets(b"?" + query, "GET")
-
     def graphql_answer(
-        self, caller: Caller, target: Target | None, record: RequestRecord
-    ) -> tuple[Message, bytes] | None:
-        """The start and body of a stored answer to a GraphQL query, or None (a mutation, a
-        subscription, or a request that is not one)."""
+        self, caller: Caller, scope: Scope, read: tuple[bytes, bool] | None, record: RequestRecord
+    ) -> tuple[Target | None, tuple[Message, bytes] | None]:
+        """What a GraphQL request asks for (from its body when `read`, else from a GET's query
+        string), and the start and body of its stored answer, if it is a query that has one."""
+        target = None
+        if read is not None:
+            target = self.targets(read[0], "POST") if read[1] else None
+        elif scope["method"] == "GET" and scope["query_string"]:
+            target = self.targets(b"?" + scope["query_string"], "GET")
         if target is None or not target.query:
-            return None
+            return target, None
         stored = self.service.stored_response(caller, target.key)
         if stored is None:
-            return None
+            return target, None
         record.operation = target.operation
         start = {"type": "http.response.start", "status": 200, "headers": [*stored.headers, _HIT]}
-        return start, stored.body
+        return target, (start, stored.body)
 
     def read_answer(
         self, caller: Caller, scope: Scope, record: Exchange

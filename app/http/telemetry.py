@@ -137,7 +137,8 @@ class Telemetry:
     def begin(self, scope: Scope, send: Send) -> Exchange:
         """Start following a request; its answer goes through the exchange, which returns the
         request's id (the caller's X-Request-ID if it is safe, else one of ours)."""
-        exchange = Exchange(scope, send, _api(scope["path"]))
+        path: str = scope["path"]
+        exchange = Exchange(scope, send, "graphql" if path == "/graphql" else _api(path))
         given = exchange.headers.get(_HEADER)
         ids = self.request_id
         rid = exchange.request_id = ids.new() if given is None else ids.accept(given)
