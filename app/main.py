@@ -21,7 +21,7 @@ from app.core.settings import Settings
 from app.graphql.operations import OperationTargets
 from app.graphql.router import GatewayGraphQL
 from app.graphql.schema import GatewaySchema, build_schema
-from app.http.admission import API_PREFIX, GRAPHQL_PATH, Admission
+from app.http.admission import GRAPHQL_PATH, Admission
 from app.http.cors import cors
 from app.http.pipeline import Pipeline
 from app.http.stored_answers import StoredAnswers
@@ -94,9 +94,7 @@ def create_app(
     answers = None
     if service.responses is not None:
         targets = OperationTargets(service, schema.documents.parse)
-        answers = StoredAnswers(
-            service, targets, graphql_path=GRAPHQL_PATH, rest_prefix=API_PREFIX + "/"
-        )
+        answers = StoredAnswers(service, targets)
     app.entry = Pipeline(
         app.handle,
         telemetry=observability.telemetry(),

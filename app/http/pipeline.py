@@ -5,6 +5,7 @@ life of a request")."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -144,24 +145,25 @@ class Pipeline:
         """The app, with the request's record in context for the layers below: the operation
         and cache outcome they note, the MAAS calls they count, the id logs and MAAS get. A
         stored answer needs none of it, so only the app pays for setting it."""
-        token = current_request.set(scope[_EXCHANGE_KEY])
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            current_request.reset(token)
+        await _in_context(scope[_EXCHANGE_KEY], self.app(scope, receive, send))
 
     async def _confirm(self, exchange: Exchange, identity: Identity) -> None:
-        token = current_request.set(exchange)  # MAAS is asked: the call is this request's
-        try:
-            await self.admission.callers.confirm(identity)
-        finally:
-            current_request.reset(token)
+        # MAAS is asked: the call is this request's, counted and sent with its id.
+        await _in_context(exchange, self.admission.callers.confirm(identity))
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self.telemetry.websocket(self.app, scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+async def _in_context(exchange: Exchange, work: Awaitable[None]) -> None:
+    token = current_request.set(exchange)
+    try:
+        await work
+    finally:
+        current_request.reset(token)
 
 
 def _reads_rest(scope: Scope) -> bool:

@@ -42,18 +42,9 @@ class StoredAnswers:
     """Looks up a stored answer for GraphQL queries and REST reads, and stores what the app
     answers on a miss, with the entity reads it made (so a write makes it miss)."""
 
-    def __init__(
-        self,
-        service: BootService,
-        targets: GraphQLTargets,
-        *,
-        graphql_path: str,
-        rest_prefix: str,
-    ) -> None:
+    def __init__(self, service: BootService, targets: GraphQLTargets) -> None:
         self.service = service
         self.targets = targets
-        self.graphql_path = graphql_path
-        self.rest_prefix = rest_prefix
         self._operations: dict[tuple[str, bytes], str] = {}
 
     def graphql_answer(
