@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install graphiql run test lint imports typecheck security pytest contracts contracts-check bench lock clean
+.PHONY: install graphiql clients run test lint imports typecheck security pytest contracts contracts-check bench lock clean
 
 install: $(STAMP)
 
@@ -20,6 +20,16 @@ $(STAMP): pyproject.toml requirements/dev.lock
 # GraphiQL's browser assets from the npm registry (a no-op when app/static/graphiql/vendor is current).
 graphiql:
 	$(PYTHON) scripts/vendor_graphiql.py
+
+# The third-party GraphQL clients and audits the tests run (tests/graphql/clients, locked).
+CLIENTS := tests/graphql/clients
+CLIENTS_STAMP := $(CLIENTS)/node_modules/.package-lock.json
+
+clients: $(CLIENTS_STAMP)
+
+$(CLIENTS_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
+	npm ci --prefix $(CLIENTS) --no-audit --no-fund --loglevel=error
+	touch $@
 
 run: $(STAMP) graphiql
 	$(BIN)/maas-gateway serve --host $(HOST) --port $(PORT)
@@ -35,7 +45,7 @@ imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) graphiql
+pytest: $(STAMP) graphiql clients
 	$(BIN)/python -m pytest -q
 
 # Asserts only narrow types here (as ruff's S101 ignore says), so B101 is skipped.
@@ -60,4 +70,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra otel --extra redis --python-version 3.11 --python-platform linux --no-header --generate-hashes -c requirements/dev.lock -o requirements/runtime.lock
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/graphiql/vendor .tools
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/graphiql/vendor .tools $(CLIENTS)/node_modules

@@ -118,9 +118,11 @@ def _routes(
         callers,
         graphiql=settings.graphiql,
         introspection=settings.graphql_introspection,
+        connection_init_wait=settings.graphql_ws_init_timeout,
         allowed_origins=settings.cors_origin_list,
     )
-    app.router.routes.append(Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]))
+    # Every method reaches the view, so a wrong one gets GraphQL's 405 (GatewayGraphQL).
+    app.router.routes.append(Route(GRAPHQL_PATH, graphql))
     app.router.routes.append(WebSocketRoute(GRAPHQL_PATH, graphql))
     app.include_router(health_router)
     app.include_router(rest_router)

@@ -98,6 +98,11 @@ def _field(family: Family, scope: Hashable | None) -> str:
     return family.value if scope is None else f"{family.value}:{scope}"
 
 
+STORED_FORMAT = 2
+"""Raised when what a stored value means changes while its fields stay (2: a stored GraphQL
+answer no longer keeps its content type, which the asker's Accept header chooses)."""
+
+
 class RedisBackend:
     """One replica's link to the shared Redis.
 
@@ -157,9 +162,12 @@ class RedisBackend:
         # Part of every shared key: replicas running different model versions never share.
         self._schema = hashlib.blake2b(
             repr(
-                sorted(
-                    (name, [f.name for f in dataclasses.fields(cls)])
-                    for name, cls in _DATACLASSES.items()
+                (
+                    STORED_FORMAT,
+                    sorted(
+                        (name, [f.name for f in dataclasses.fields(cls)])
+                        for name, cls in _DATACLASSES.items()
+                    ),
                 )
             ).encode(),
             digest_size=8,

@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     graphql_max_depth: PositiveInt = Field(default=10, description="Deepest GraphQL document.")
     graphql_max_aliases: PositiveInt = Field(default=30, description="Aliases per document.")
     graphql_max_tokens: PositiveInt = Field(default=2000, description="Tokens per document.")
+    graphql_ws_init_timeout: PositiveFloat = Field(
+        default=10.0,
+        description="Seconds a GraphQL WebSocket may stay open without connection_init before "
+        "it is closed with 4408.",
+    )
     auth_mode: Literal["service", "passthrough"] = Field(
         default="service",
         description="service: callers present gateway tokens and the gateway signs with its key; "

@@ -267,6 +267,8 @@ class DocumentChecks(SchemaExtension):
         self.validate = validate
 
     def on_parse(self) -> Iterator[None]:
+        # A syntax or token-limit error raised here escapes strawberry's own handling: the
+        # HTTP view and GatewaySchema.stream make it the result's error.
         context = self.execution_context
         if context.query:
             context.graphql_document = self.parse(context.query)

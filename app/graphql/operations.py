@@ -1,5 +1,6 @@
-"""What a GraphQL request over HTTP asks for, read once for stored answers: the document, its
-variables and operation, the key they are stored under, and whether the operation is a query."""
+"""What a GraphQL request asks for: the operation it runs (HTTP and WebSocket alike), and, read
+once for stored answers, its document, variables and operation, the key they are stored under,
+and whether the operation is a query."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from graphql import DocumentNode, GraphQLError, OperationType
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    get_operation_ast,
+)
 
 from app.graphql.telemetry import INVALID, operation_label, selected_operation
 from app.http.stored_answers import Target
@@ -17,6 +24,40 @@ from app.service import BootService
 MAX_REMEMBERED = 1024
 MAX_REMEMBERED_REQUEST = 8 * 1024
 _UNKNOWN = object()
+
+
+class UnchosenOperation(Exception):
+    """The request does not single out an operation of its document: a request error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def operation_to_run(
+    query: object, name: str | None, parse: Callable[[str], DocumentNode]
+) -> OperationDefinitionNode | None:
+    """The operation a request runs, or None when the normal path reports the problem (no
+    document, a syntax error, a document with no operation). Raises UnchosenOperation for many
+    operations and no name, or a name the document lacks: strawberry would run the first."""
+    if not isinstance(query, str):
+        return None
+    try:
+        # The schema's own parse: token-limited and remembered, so the execution that follows
+        # does not parse again, and a long document costs no more here than there.
+        document = parse(query)
+    except GraphQLError:
+        return None
+    operation = get_operation_ast(document, name)
+    if operation is not None:
+        return operation
+    if name is not None:
+        raise UnchosenOperation(f"Unknown operation named '{name}'.")
+    if any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
+        raise UnchosenOperation(
+            "Must provide operation name if query contains multiple operations."
+        )
+    return None
 
 
 class OperationTargets:
@@ -39,11 +80,14 @@ class OperationTargets:
         document = request.get("query") if request else None
         variables = request.get("variables") if request else None
         operation = request.get("operationName") if request else None
+        extensions = request.get("extensions") if request else None
         target = None
+        # Anything malformed goes on to the app, which says what is wrong with it.
         if (
             isinstance(document, str)
             and isinstance(variables, dict | None)
             and isinstance(operation, str | None)
+            and isinstance(extensions, dict | None)
         ):
             target = self._target(document, variables, operation)
         if len(raw) <= MAX_REMEMBERED_REQUEST:
@@ -80,9 +124,10 @@ def _query_params_of(query_string: bytes) -> MutableMapping[str, Any] | None:
     request: dict[str, Any] = {"query": params["query"][0]}
     if "operationName" in params:
         request["operationName"] = params["operationName"][0]
-    if "variables" in params:
-        try:
-            request["variables"] = orjson.loads(params["variables"][0])
-        except orjson.JSONDecodeError:
-            return None
+    for name in ("variables", "extensions"):
+        if name in params:
+            try:
+                request[name] = orjson.loads(params[name][0])
+            except orjson.JSONDecodeError:
+                return None
     return request

@@ -1,60 +1,40 @@
-"""The GraphQL endpoint (HTTP GET/POST and graphql-transport-ws) with an offline GraphiQL page."""
+"""The GraphQL endpoint (HTTP GET and POST, and WebSockets) with an offline GraphiQL page."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from graphql import DocumentNode, GraphQLError, OperationType, get_operation_ast
+from graphql import DocumentNode, OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from app.auth.identity import CallerResolver, Identity, authorization_of
-from app.core.errors import GatewayError, RateLimited, Unauthenticated
+from app.auth.identity import CallerResolver, Identity
+from app.core.errors import GatewayError
 from app.graphql.context import GraphQLContext
 from app.graphql.graphiql import GRAPHIQL_HEADERS, graphiql_page
+from app.graphql.operations import UnchosenOperation, operation_to_run
 from app.graphql.schema import GatewaySchema, code_errors
+from app.graphql.websocket import LegacyWSHandler, TransportWSHandler
+from app.http.errors import graphql_request_error
+from app.http.media import GRAPHQL_RESPONSE, JSON, graphql_media_type
 from app.service import BootService
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
 
 
-class AuthenticatingWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
-    """Authenticates at connection_init and closes with graphql-transport-ws codes: 4401 for a
-    missing or wrong credential, 4429 over the rate limit (scopes are checked per operation)."""
-
-    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        payload = message.get("payload") or {}
-        if not self.connection_init_received and isinstance(payload, dict):
-            view = self.view
-            assert isinstance(view, GatewayGraphQL)
-            try:
-                await view.authenticate_websocket(self.context, payload)
-            except RateLimited:
-                self.connection_init_received = True
-                await self.websocket.close(code=4429, reason="Too many requests")
-                return
-            except GatewayError:
-                self.connection_init_received = True
-                await self.websocket.close(code=4401, reason="Unauthorized")
-                return
-        await super().handle_connection_init(message)
-
-
 class GatewayGraphQL(GraphQL[GraphQLContext, None]):
-    graphql_transport_ws_handler_class = AuthenticatingWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(
         self,
@@ -65,17 +45,19 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         graphiql: bool = True,
         introspection: bool = True,
         static_prefix: str = "/static",
+        connection_init_wait: float = 10.0,
         **options: Any,
     ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql else None,
-            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            connection_init_wait_timeout=timedelta(seconds=connection_init_wait),
             multipart_uploads_enabled=True,
             **options,
         )
         self._service = service
-        self._callers = callers
+        self.callers = callers
         self._parse = schema.documents.parse
         self._introspection = introspection
         self._page = graphiql_page(static_prefix) if graphiql else ""
@@ -83,6 +65,16 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         try:
             return await super().run(request, context, root_value)
+        except HTTPException as error:
+            if not isinstance(request, Request):
+                raise
+            # A request error is GraphQL's `errors` too, never plain text (GraphQL over HTTP).
+            media_type = graphql_media_type(request.headers.get("accept", "").encode("latin-1"))
+            headers = error.headers if isinstance(error, RequestError) else None
+            extensions = {"code": getattr(error, "code", "BAD_REQUEST")}
+            return graphql_request_error(
+                error.status_code, error.reason, extensions, media_type, headers
+            )
         finally:
             if isinstance(request, Request):
                 # Multipart parts no variable refers to are spooled files nobody else closes.
@@ -111,17 +103,28 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        # Strawberry lets subscriptions through HTTP for its streaming transports (off here),
-        # and graphql-core then fails inside one as an internal error; they need the WebSocket.
-        if _subscribes(request_data, self._parse):
-            raise HTTPException(400, "subscriptions are served over WebSocket only")
+        _check_operation(request_data, request_adapter.method, self._parse)
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         code_errors(result)
-        return await super().process_result(request, result)
+        response = await super().process_result(request, result)
+        if result.data is None and result.errors and all(e.path is None for e in result.errors):
+            # Stopped before execution (syntax, validation, variables, scope): nothing ran, so
+            # there is no `data` entry (GraphQL spec, "Response Format").
+            del response["data"]
+        return response
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        if isinstance(request, Request):
+            accept = request.headers.get("accept")
+            sub_response.media_type = graphql_media_type(
+                None if accept is None else accept.encode("latin-1")
+            )
+        return sub_response
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -131,7 +134,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             context = GraphQLContext(self._service, None, introspection=self._introspection)
         else:
             try:
-                identity: Identity | None = self._callers.identify(request)
+                identity: Identity | None = self.callers.identify(request)
             except GatewayError:
                 # The GraphiQL page needs no credential; an operation is refused later.
                 identity = None
@@ -142,37 +145,10 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             context.response = response
         return context
 
-    async def authenticate_websocket(
-        self, context: GraphQLContext, payload: dict[str, Any]
-    ) -> None:
-        """Sign the connection in from its connection_init payload's `Authorization` (browsers
-        cannot set handshake headers), else the handshake's; raises a GatewayError."""
-        websocket = context.request
-        assert isinstance(websocket, WebSocket)
-        credential = payload.get("Authorization", payload.get("authorization"))
-        if credential is None:
-            header = authorization_of(websocket.scope["headers"])
-            credential = header.decode("latin-1") if header is not None else None
-        if credential is not None and not isinstance(credential, str):
-            credential = "-"  # not a credential at all: refused like a wrong one
-        identity = self._callers.authenticate(credential)
-        client = websocket.client.host if websocket.client else None
-        self._callers.throttle(identity, client)
-
-        # Only MAAS knows whether a well-formed key is real: a wrong one closes the socket as a
-        # wrong token does.
-        try:
-            await self._callers.confirm(identity)
-        except Unauthenticated:
-            raise
-        except GatewayError:
-            pass  # MAAS trouble is for the operations to report
-
-        def throttle() -> None:
-            self._callers.throttle(identity, client)
-
-        context.throttle = throttle
-        context.sign_in(identity)
+    def is_request_allowed(self, request: Any) -> bool:
+        if request.method not in ("GET", "POST"):
+            raise RequestError(405, "GraphQL is served over GET and POST", {"Allow": "GET, POST"})
+        return True
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._page, headers=GRAPHIQL_HEADERS)
@@ -186,27 +162,53 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
         sub_response: Response,
     ) -> Response:
-        response = Response(orjson.dumps(response_data), media_type="application/json")
+        media_type = sub_response.media_type or JSON
+        response = Response(orjson.dumps(response_data), media_type=media_type)
         response.headers.raw.extend(sub_response.headers.raw)
         response.background = sub_response.background
         if sub_response.status_code:
             response.status_code = sub_response.status_code
+        elif media_type == GRAPHQL_RESPONSE and _request_error(response_data):
+            # The new media type tells a request error by its status; application/json
+            # answers 200 for any well-formed request (GraphQL over HTTP, "Legacy watershed").
+            response.status_code = 400
         return response
 
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)
 
+    def parse_json(self, data: str | bytes) -> Any:
+        value = super().parse_json(data)
+        # A body of `null`, `3` or `"text"` parses as JSON but is no GraphQL request.
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "the request body must be a JSON object")
+        return value
 
-def _subscribes(request_data: GraphQLRequestData, parse: Callable[[str], DocumentNode]) -> bool:
-    query = request_data.query
-    # The substring check keeps the lookup off every ordinary query's path.
-    if not isinstance(query, str) or "subscription" not in query:
-        return False
+
+class RequestError(HTTPException):
+    """A request the GraphQL face refuses before it runs, with the headers the answer needs."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, reason)
+        self.headers = headers
+
+
+def _request_error(response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse]) -> bool:
+    return isinstance(response_data, dict) and "data" not in response_data
+
+
+def _check_operation(
+    request_data: GraphQLRequestData, method: str, parse: Callable[[str], DocumentNode]
+) -> None:
+    """Refuse a request that singles out no operation, a mutation sent by GET, and a
+    subscription over HTTP (it would fail inside graphql-core as an internal error)."""
     try:
-        # The schema's own parse: token-limited and remembered, so the execution that follows
-        # does not parse again, and a long document costs no more here than there.
-        document = parse(query)
-    except GraphQLError:
-        return False  # the normal path reports the syntax error
-    operation = get_operation_ast(document, request_data.operation_name)
-    return operation is not None and operation.operation is OperationType.SUBSCRIPTION
+        operation = operation_to_run(request_data.query, request_data.operation_name, parse)
+    except UnchosenOperation as error:
+        raise HTTPException(400, error.message) from None
+    if operation is None:
+        return
+    if operation.operation is OperationType.SUBSCRIPTION:
+        raise HTTPException(400, "subscriptions are served over WebSocket only")
+    if operation.operation is OperationType.MUTATION and method == "GET":
+        raise RequestError(405, "mutations are sent with POST", headers={"Allow": "POST"})

@@ -12,7 +12,7 @@ from collections.abc import (
     Callable,
     Iterator,
 )
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from graphql import (
@@ -31,8 +31,10 @@ from strawberry.extensions import (
 )
 from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StreamResult
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionContext, Info
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.field import StrawberryField
 
 from app.auth.messages import unauthenticated_message, without_input_values
@@ -364,10 +366,22 @@ class Subscription:
     @strawberry.subscription(
         description="Import state and per-resource progress, pushed when it changes."
     )
-    async def import_progress(self, info: GInfo) -> AsyncGenerator[types.ImportProgress, None]:
+    async def import_progress(
+        self,
+        info: GInfo,
+        until_import_ends: Annotated[
+            bool,
+            strawberry.argument(
+                description="Complete after the first snapshot in which nothing is importing "
+                "(start the import first: a subscription opened before it completes at once)."
+            ),
+        ] = False,
+    ) -> AsyncGenerator[types.ImportProgress, None]:
         ctx = info.context
         async for snapshot in ctx.service.progress.subscribe(ctx.caller):
             yield snapshot  # type: ignore[misc]
+            if until_import_ends and not snapshot.importing:
+                return
 
 
 class GatewayErrors(SchemaExtension):
@@ -432,12 +446,28 @@ def _coded(error: GraphQLError) -> GraphQLError:
 class GatewaySchema(strawberry.Schema):
     documents: Documents
 
+    async def stream(self, query: str | None, *args: Any, **kwargs: Any) -> StreamResult:
+        return _pre_execution_errors(await super().stream(query, *args, **kwargs))
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         # strawberry would log every error with the request's text around it, which may hold
         # a keyring or a key; GatewayErrors codes them all and logs the unexpected ones.
         return
+
+
+async def _pre_execution_errors(results: StreamResult) -> AsyncGenerator[Any, None]:
+    """The results, where a document the parse refused (DocumentChecks.on_parse raises, past
+    strawberry's handling) is the stream's first result rather than an exception: over a
+    WebSocket that exception would end the operation with a bare `complete`."""
+    try:
+        async for result in results:
+            yield result
+    except GraphQLError as error:
+        yield PreExecutionError(data=None, errors=[error])
+    finally:
+        await results.aclose()
 
 
 def build_schema(

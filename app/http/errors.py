@@ -13,6 +13,7 @@ from starlette.types import Message, Scope, Send
 
 from app.auth.messages import WWW_AUTHENTICATE, unauthenticated_message
 from app.core.errors import GatewayError, Unauthenticated
+from app.http.media import JSON, graphql_media_type
 
 _RETRY_AFTER_STATUSES = frozenset({409, 429, 503})
 
@@ -40,9 +41,10 @@ def gateway_error_response(error: GatewayError) -> Response:
     return envelope(error.status, error.code, error.message, error.details, headers)
 
 
-def graphql_error_response(error: GatewayError) -> Response:
-    """A gateway error that stopped a GraphQL request before execution: `data` null and the
-    error with its code in `extensions`, with the status REST would give it."""
+def graphql_error_response(error: GatewayError, media_type: str = JSON) -> Response:
+    """A gateway error that stopped a GraphQL request before execution: the error with its code
+    in `extensions` and no `data` (nothing ran), with the status REST would give it, in the
+    media type the client asked for (app/http/media.py)."""
     headers: dict[str, str] = {}
     message = error.message
     if isinstance(error, Unauthenticated):
@@ -50,15 +52,28 @@ def graphql_error_response(error: GatewayError) -> Response:
         message = unauthenticated_message(error)
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    body = {"data": None, "errors": [{"message": message, "extensions": error.extensions}]}
-    return Response(
-        orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers
-    )
+    return graphql_request_error(error.status, message, error.extensions, media_type, headers)
+
+
+def graphql_request_error(
+    status: int,
+    message: str,
+    extensions: Mapping[str, Any],
+    media_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A GraphQL request error: `{"errors": [...]}` with no `data` entry."""
+    body = orjson.dumps({"errors": [{"message": message, "extensions": extensions}]})
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
 
 
 async def refuse(scope: Scope, send: Send, error: GatewayError, graphql: bool) -> None:
     """Answer a request the pipeline refuses, in its face's error shape."""
-    response = graphql_error_response(error) if graphql else gateway_error_response(error)
+    if graphql:
+        accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+        response = graphql_error_response(error, graphql_media_type(accept))
+    else:
+        response = gateway_error_response(error)
     await response(scope, _nothing, send)
 
 

@@ -10,7 +10,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.exchange import Exchange
-from app.observability.context import RequestRecord
+from app.http.media import GRAPHQL_RESPONSE, JSON, graphql_media_type
 from app.service import BootService, Caller, StoredResponse
 
 MAX_CACHEABLE_REQUEST = 256 * 1024
@@ -20,6 +20,9 @@ MAX_OPERATIONS = 4096
 # Headers a stored REST answer does not keep: each answer writes its own.
 _VOLATILE = frozenset({b"x-cache", b"content-length", b"date", b"server", b"x-request-id"})
 _HIT = (b"x-cache", b"HIT")
+_MEDIA_TYPES = {
+    media_type: (b"content-type", media_type.encode()) for media_type in (JSON, GRAPHQL_RESPONSE)
+}
 _MISS = (b"x-cache", b"MISS")
 
 
@@ -48,7 +51,7 @@ class StoredAnswers:
         self._operations: dict[tuple[str, bytes], str] = {}
 
     def graphql_answer(
-        self, caller: Caller, scope: Scope, read: tuple[bytes, bool] | None, record: RequestRecord
+        self, caller: Caller, scope: Scope, read: tuple[bytes, bool] | None, record: Exchange
     ) -> tuple[Target | None, tuple[Message, bytes] | None]:
         """What a GraphQL request asks for (from its body when `read`, else from a GET's query
         string), and the start and body of its stored answer, if it is a query that has one."""
@@ -63,7 +66,12 @@ class StoredAnswers:
         if stored is None:
             return target, None
         record.operation = target.operation
-        start = {"type": "http.response.start", "status": 200, "headers": [*stored.headers, _HIT]}
+        media_type = _MEDIA_TYPES[graphql_media_type(record.headers.get(b"accept"))]
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [media_type, *stored.headers, _HIT],
+        }
         return target, (start, stored.body)
 
     def read_answer(
@@ -95,8 +103,8 @@ class StoredAnswers:
             await app(scope, receive, captured)
         if captured.status == 200 and captured.complete and _no_errors(captured.body):
             body = captured.body
-            kept = ((b"content-type", b"application/json"), _length(body))
-            self.service.store_response(caller, target.key, body, reads, kept)
+            # The content type is the asker's choice (graphql_answer), not part of the answer.
+            self.service.store_response(caller, target.key, body, reads, (_length(body),))
 
     async def store_read(
         self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, caller: Caller

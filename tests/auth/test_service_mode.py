@@ -113,7 +113,7 @@ def test_a_missing_or_wrong_credential_is_refused_alike_on_rest_and_graphql(
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert error_of(response) == DENIED
-    assert response.json()["data"] is None
+    assert "data" not in response.json()  # refused before anything ran
 
 
 def test_a_credential_given_twice_is_refused(
@@ -186,7 +186,7 @@ def test_a_read_token_reads_but_cannot_change_anything(
     response = gql(gateway.url, MUTATION, headers=bearer(token))
     assert response.status_code == 403
     assert error_of(response) == {"message": "this needs the write scope", "code": "FORBIDDEN"}
-    assert response.json()["data"] is None
+    assert "data" not in response.json()  # refused before anything ran
     assert upstream_counts(simulator.url) == {}
 
 

@@ -183,9 +183,12 @@ def test_graphql_rejects_a_malformed_request_with_400(
     assert response.text
 
 
-def test_graphql_rejects_a_mutation_over_get_with_400(client: httpx.Client) -> None:
+def test_graphql_refuses_a_mutation_over_get_with_405_and_allow(client: httpx.Client) -> None:
     query = "mutation { startImport { errors { code } } }"
-    assert client.get("/graphql", params={"query": query}).status_code == 400
+    response = client.get("/graphql", params={"query": query})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
 def test_graphql_rejects_an_oversized_document_with_413(client: httpx.Client) -> None:
