@@ -39,6 +39,8 @@ class Architecture:
 
 @dataclass(slots=True, frozen=True)
 class BootResourceFile:
+    id: str
+    """`<resource id>/<set version>/<filename>`: stable, unlike MAAS's own file ids."""
     filename: str
     filetype: str
     size: int
@@ -49,6 +51,8 @@ class BootResourceFile:
 
 @dataclass(slots=True, frozen=True)
 class BootResourceSet:
+    id: str
+    """`<resource id>/<version>`: what a client cache keeps the set under."""
     version: str
     label: str
     size: int

@@ -358,7 +358,8 @@ async def _delete(delete: Callable[..., Awaitable[None]], *raw_ids: str) -> type
         await delete(*ids)
 
     _, errors = await _attempt(run)
-    return types.DeletePayload(deleted_id=None if errors else ids[-1], errors=errors)
+    deleted = None if errors else strawberry.ID(str(ids[-1]))
+    return types.DeletePayload(deleted_id=deleted, errors=errors)
 
 
 @strawberry.type

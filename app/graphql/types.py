@@ -54,6 +54,9 @@ class Architecture:
 
 @strawberry.type(description="One file of a boot resource set.")
 class BootResourceFile:
+    id: strawberry.ID = strawberry.field(
+        description="Stable: <resource id>/<set version>/<filename>."
+    )
     filename: str
     filetype: str
     size: Long
@@ -64,6 +67,7 @@ class BootResourceFile:
 
 @strawberry.type(description="One version of a boot resource, with its files.")
 class BootResourceSet:
+    id: strawberry.ID = strawberry.field(description="Stable: <resource id>/<version>.")
     version: str
     label: str
     size: Long = strawberry.field(description="Total declared bytes of the set's files.")
@@ -141,7 +145,7 @@ async def resolve_selection_source(
 
 @strawberry.type(description="A boot image MAAS can deploy: synced, uploaded or generated.")
 class BootResource:
-    id: int
+    id: strawberry.ID
     name: str
     os: str | None = strawberry.field(description="The OS part of an os/release name.")
     release: str | None = strawberry.field(description="The release part of an os/release name.")
@@ -171,7 +175,7 @@ class BootResource:
 
 @strawberry.type(description="Where MAAS imports synced images from.")
 class BootSource:
-    id: int
+    id: strawberry.ID
     url: str
     keyring_filename: str
     keyring_data: str = strawberry.field(description="The keyring, base64-encoded.")
@@ -186,7 +190,7 @@ class BootSource:
 
 @strawberry.type(description="Which images of a boot source MAAS imports.")
 class BootSourceSelection:
-    id: int
+    id: strawberry.ID
     os: str
     release: str
     arches: list[str]
@@ -213,7 +217,7 @@ class ImportProgress:
 
 @strawberry.type(description="Progress of one boot resource's newest set.")
 class ResourceProgress:
-    id: int
+    id: strawberry.ID
     name: str
     architecture: str
     version: str | None
@@ -334,7 +338,7 @@ class BootSourceSelectionPayload:
 
 @strawberry.type
 class DeletePayload:
-    deleted_id: int | None
+    deleted_id: strawberry.ID | None
     errors: list[UserError]
 
 

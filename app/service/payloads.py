@@ -32,7 +32,8 @@ def to_boot_resource(resource: maas.BootResource) -> BootResource:
     if resource.sets is not None:
         # Newest first: set versions are YYYYMMDD[.N] and compare as strings (maas-api.md §11.1).
         sets = [
-            to_boot_resource_set(resource.sets[key]) for key in sorted(resource.sets, reverse=True)
+            to_boot_resource_set(resource.id, resource.sets[key])
+            for key in sorted(resource.sets, reverse=True)
         ]
     return BootResource(
         id=resource.id,
@@ -49,9 +50,11 @@ def to_boot_resource(resource: maas.BootResource) -> BootResource:
     )
 
 
-def to_boot_resource_set(item: maas.BootResourceSet) -> BootResourceSet:
-    files = [to_boot_resource_file(item.files[name]) for name in sorted(item.files)]
+def to_boot_resource_set(resource_id: int, item: maas.BootResourceSet) -> BootResourceSet:
+    set_id = f"{resource_id}/{item.version}"
+    files = [to_boot_resource_file(set_id, item.files[name]) for name in sorted(item.files)]
     return BootResourceSet(
+        id=set_id,
         version=item.version,
         label=item.label,
         size=item.size,
@@ -61,8 +64,9 @@ def to_boot_resource_set(item: maas.BootResourceSet) -> BootResourceSet:
     )
 
 
-def to_boot_resource_file(item: maas.BootResourceFile) -> BootResourceFile:
+def to_boot_resource_file(set_id: str, item: maas.BootResourceFile) -> BootResourceFile:
     return BootResourceFile(
+        id=f"{set_id}/{item.filename}",
         filename=item.filename,
         filetype=item.filetype,
         size=item.size,

@@ -426,6 +426,7 @@ def test_shared_cache_values_round_trip_through_their_encoding() -> None:
         base_image=None,
         sets=[
             BootResourceSet(
+                id="7/20260101",
                 version="20260101",
                 label="stable",
                 size=3 * 2**31,
@@ -433,6 +434,7 @@ def test_shared_cache_values_round_trip_through_their_encoding() -> None:
                 progress=42.5,
                 files=[
                     BootResourceFile(
+                        id="7/20260101/root.tgz",
                         filename="root.tgz",
                         filetype="root-tgz",
                         size=3 * 2**31,

@@ -211,3 +211,34 @@ def test_queries_work_over_get(gateway: BackgroundServer) -> None:
     assert response.json()["data"]["bootSources"]
     again = httpx.get(f"{gateway.url}/graphql", params={"query": "{ bootSources { id } }"})
     assert again.headers["x-cache"] == "HIT"
+
+
+IDENTITIES = """{ bootResources { __typename id sets { __typename id version
+  files { __typename id filename } } }
+  bootSources { __typename id selections { __typename id } } }"""
+
+
+def test_every_cacheable_object_has_a_stable_distinct_id(gateway: BackgroundServer) -> None:
+    """Normalized client caches key objects by __typename and id: no two may share one."""
+    first = gql(gateway.url, IDENTITIES).json()["data"]
+    objects = [*first["bootResources"], *first["bootSources"]]
+    for resource in first["bootResources"]:
+        for resource_set in resource["sets"]:
+            assert resource_set["id"] == f"{resource['id']}/{resource_set['version']}"
+            objects.append(resource_set)
+            for file in resource_set["files"]:
+                assert file["id"] == f"{resource_set['id']}/{file['filename']}"
+                objects.append(file)
+    for source in first["bootSources"]:
+        objects.extend(source["selections"])
+    keys = [(o["__typename"], o["id"]) for o in objects]
+    assert all(isinstance(i, str) for _, i in keys)
+    assert len(keys) == len(set(keys)) and {t for t, _ in keys} == {
+        "BootResource",
+        "BootResourceSet",
+        "BootResourceFile",
+        "BootSource",
+        "BootSourceSelection",
+    }
+    again = httpx.post(f"{gateway.url}/graphql", json={"query": IDENTITIES}, timeout=30)
+    assert again.json()["data"] == first  # the same ids on the next read

@@ -63,7 +63,7 @@ def test_upload_creates_a_complete_resource(
         "complete": True,
     }
     upstream = maas_call(
-        simulator.url, ADMIN_KEY, lambda maas: maas.get_boot_resource(resource["id"])
+        simulator.url, ADMIN_KEY, lambda maas: maas.get_boot_resource(int(resource["id"]))
     )
     newest = upstream.sets[max(upstream.sets)]  # type: ignore[index]
     assert newest.complete

@@ -54,7 +54,7 @@ def test_graphql_ws_client_gets_each_error_for_its_operation_and_keeps_the_socke
         assert case["results"] == [], (name, case)
         assert [e["code"] for e in case["error"]["graphql"]] == [code], (name, case)
         assert case["after"] is True and case["closed"] is None, (name, case)
-    assert cases["query"] == {"results": [{"data": {"bootSources": [{"id": 1}]}}], "error": None}
+    assert cases["query"] == {"results": [{"data": {"bootSources": [{"id": "1"}]}}], "error": None}
 
 
 def test_import_progress_completes_when_the_import_ends_if_asked(
@@ -77,12 +77,12 @@ def test_legacy_graphql_ws_clients_run_queries_subscriptions_and_errors(
     cases = by_case(
         run_client("legacy-ws.mjs", ws_url(gateway), tokens["writer"], "not-a-real-token")
     )
-    assert cases["query"] == {"results": [{"data": {"bootSources": [{"id": 1}]}}], "error": None}
+    assert cases["query"] == {"results": [{"data": {"bootSources": [{"id": "1"}]}}], "error": None}
     progress = cases["subscription"]["results"]
     assert progress and all("importProgress" in r["data"] for r in progress)
     assert [e["code"] for e in cases["syntax"]["error"]] == ["GRAPHQL_VALIDATION"]
     assert [e["code"] for e in cases["unknown-operation"]["error"]] == ["BAD_REQUEST"]
-    assert cases["after-errors"]["results"] == [{"data": {"bootSources": [{"id": 1}]}}]
+    assert cases["after-errors"]["results"] == [{"data": {"bootSources": [{"id": "1"}]}}]
     refused = cases["wrong-credential"]
     assert refused["connectionError"]["extensions"]["code"] == "UNAUTHENTICATED", refused
 
@@ -112,4 +112,4 @@ def test_a_socket_that_signs_in_in_time_stays_open(
         query = {"query": "{ bootSources { id } }"}
         ws.send(json.dumps({"id": "1", "type": start, "payload": query}))
         answer = json.loads(ws.recv(timeout=10))
-        assert answer["payload"] == {"data": {"bootSources": [{"id": 1}]}}, answer
+        assert answer["payload"] == {"data": {"bootSources": [{"id": "1"}]}}, answer

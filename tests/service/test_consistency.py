@@ -93,12 +93,12 @@ async def read_gql_source(client: httpx.AsyncClient, read: Read) -> None:
       bootSource(id: $id) { selections { id } } other: bootSource(id: $other) { url } }"""
     data = await gql(client, query, id=str(SOURCE), other=str(URL_SOURCE))
     read.version = version_of(data["other"]["url"])
-    read.selections = {s["id"] for s in data["bootSource"]["selections"]}
+    read.selections = {int(s["id"]) for s in data["bootSource"]["selections"]}
 
 
 async def read_gql_sources(client: httpx.AsyncClient, read: Read) -> None:
     sources = (await gql(client, "{ bootSources { id url } }"))["bootSources"]
-    read.version = version_of(next(s["url"] for s in sources if s["id"] == URL_SOURCE))
+    read.version = version_of(next(s["url"] for s in sources if int(s["id"]) == URL_SOURCE))
 
 
 async def read_rest_resources(client: httpx.AsyncClient, read: Read) -> None:
@@ -109,7 +109,7 @@ async def read_rest_resources(client: httpx.AsyncClient, read: Read) -> None:
 
 async def read_gql_resources(client: httpx.AsyncClient, read: Read) -> None:
     resources = (await gql(client, "{ bootResources { id } }"))["bootResources"]
-    read.resources = {r["id"] for r in resources}
+    read.resources = {int(r["id"]) for r in resources}
 
 
 _next_doomed = itertools.cycle(DOOMED)
@@ -177,8 +177,7 @@ async def create_selection(client: httpx.AsyncClient, n: int) -> int:
         "createBootSourceSelection"
     ]
     assert created["errors"] == [], created
-    selection_id: int = created["bootSourceSelection"]["id"]
-    return selection_id
+    return int(created["bootSourceSelection"]["id"])
 
 
 async def delete_selection(client: httpx.AsyncClient, n: int, id: int) -> None:
