@@ -19,6 +19,7 @@ from app.auth.identity import CallerResolver
 from app.cache import EntityCache
 from app.core.settings import Settings
 from app.graphql.operations import OperationTargets
+from app.graphql.persisted import PersistedDocuments, load_manifest
 from app.graphql.router import GatewayGraphQL
 from app.graphql.schema import GatewaySchema, build_schema
 from app.http.admission import GRAPHQL_PATH, Admission
@@ -90,10 +91,11 @@ def create_app(
         tracer=observability.tracer,
     )
     app.state.schema = schema
-    _routes(app, settings, schema, service, callers)
+    persisted = persisted_documents(settings, service, schema)
+    _routes(app, settings, schema, service, callers, persisted)
     answers = None
     if service.responses is not None:
-        targets = OperationTargets(service, schema.documents.parse)
+        targets = OperationTargets(service, schema.documents.parse, persisted)
         answers = StoredAnswers(service, targets)
     app.entry = Pipeline(
         app.handle,
@@ -105,12 +107,24 @@ def create_app(
     return app
 
 
+def persisted_documents(
+    settings: Settings, service: BootService, schema: GatewaySchema
+) -> PersistedDocuments:
+    manifest = None
+    if settings.graphql_trusted_documents:
+        manifest = load_manifest(Path(settings.graphql_trusted_documents))
+    return PersistedDocuments(
+        settings.graphql_persisted_documents, service.documents, schema.documents.parse, manifest
+    )
+
+
 def _routes(
     app: GatewayApp,
     settings: Settings,
     schema: GatewaySchema,
     service: BootService,
     callers: CallerResolver,
+    persisted: PersistedDocuments,
 ) -> None:
     graphql = GatewayGraphQL(
         schema,
@@ -119,6 +133,7 @@ def _routes(
         graphiql=settings.graphiql,
         introspection=settings.graphql_introspection,
         connection_init_wait=settings.graphql_ws_init_timeout,
+        persisted=persisted,
         allowed_origins=settings.cors_origin_list,
     )
     # Every method reaches the view, so a wrong one gets GraphQL's 405 (GatewayGraphQL).
@@ -161,6 +176,7 @@ def _lifespan(
                 # Started, not awaited: Redis down at start only shortens TTLs (RedisBackend).
                 service.redis = RedisBackend(settings, cache)
                 service.redis.start()
+                service.documents.share(service.redis.document, service.redis.keep_document)
             try:
                 yield
             finally:

@@ -38,6 +38,7 @@ _ACK_PREFIX = "maas-gateway:ack:"
 _GENERATIONS = "maas-gateway:generations"
 _EPOCH = "epoch"
 _VALUE_PREFIX = "maas-gateway:l2:"
+_DOCUMENT_PREFIX = "maas-gateway:document:"
 
 # Boot sources carry keyring data: they never leave the process, so nothing secret is in Redis.
 L2_FAMILIES = frozenset(
@@ -98,6 +99,8 @@ def _field(family: Family, scope: Hashable | None) -> str:
     return family.value if scope is None else f"{family.value}:{scope}"
 
 
+DOCUMENT_TTL = 7 * 24 * 3600
+"""Seconds a persisted document stays in Redis after its last registration."""
 STORED_FORMAT = 2
 """Raised when what a stored value means changes while its fields stay (2: a stored GraphQL
 answer no longer keeps its content type, which the asker's Accept header chooses)."""
@@ -420,6 +423,27 @@ class RedisBackend:
         for part in (*parts, *map(repr, generations)):
             digest.update(part.encode() + b"\0")
         return _VALUE_PREFIX + digest.hexdigest()
+
+    # Persisted documents ---------------------------------------------------------------------
+
+    async def document(self, sha256: str) -> str | None:
+        """A persisted GraphQL document another replica registered (app/cache/documents.py)."""
+        if not self.connected:
+            return None
+        try:
+            async with asyncio.timeout(self._timeout):
+                data = await self._redis.get(_DOCUMENT_PREFIX + sha256)
+        except Exception as error:
+            self.l2_errors += 1
+            self._error("get", error)
+            return None
+        if isinstance(data, bytes):
+            return data.decode()
+        return data if isinstance(data, str) else None
+
+    def keep_document(self, sha256: str, text: str) -> None:
+        if self.connected:
+            self._store(_DOCUMENT_PREFIX + sha256, text.encode(), DOCUMENT_TTL)
 
     def _store(self, name: str, data: bytes, ttl: int) -> None:
         async def store() -> None:

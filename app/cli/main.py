@@ -1,18 +1,18 @@
 """The `maas-gateway` command: serve the gateway, run the simulator alone, make tokens, export
-contracts and upload images; each command lives in a module of its own."""
+contracts, build trusted-document manifests and upload images; a module for each command."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from app.cli import export, serve, simulate, tokens, upload
+from app.cli import documents, export, serve, simulate, tokens, upload
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (serve, simulate, upload, tokens, export):
+    for command in (serve, simulate, upload, tokens, export, documents):
         command.register(commands)
     return parser
 

@@ -143,6 +143,17 @@ class Settings(BaseSettings):
     graphql_max_depth: PositiveInt = Field(default=10, description="Deepest GraphQL document.")
     graphql_max_aliases: PositiveInt = Field(default=30, description="Aliases per document.")
     graphql_max_tokens: PositiveInt = Field(default=2000, description="Tokens per document.")
+    graphql_persisted_documents: Literal["off", "apq", "trusted"] = Field(
+        default="apq",
+        description="off: documents come as text only; apq: Apollo's automatic persisted "
+        "queries, shared through Redis when configured; trusted: only the manifest's documents "
+        "run, free text only for the admin scope.",
+    )
+    graphql_trusted_documents: str | None = Field(
+        default=None,
+        description="Apollo persisted-query manifest (maas-gateway documents builds one); "
+        "needed for trusted, and its documents are known by hash in apq too.",
+    )
     graphql_ws_init_timeout: PositiveFloat = Field(
         default=10.0,
         description="Seconds a GraphQL WebSocket may stay open without connection_init before "
@@ -212,6 +223,14 @@ class Settings(BaseSettings):
     otel_service_name: str = Field(
         default="maas-gateway", description="service.name of the gateway's spans."
     )
+
+    @model_validator(mode="after")
+    def _check_trusted_documents(self) -> Settings:
+        if self.graphql_persisted_documents == "trusted" and not self.graphql_trusted_documents:
+            raise ValueError(
+                "graphql_persisted_documents=trusted needs graphql_trusted_documents (a manifest)"
+            )
+        return self
 
     @field_validator("maas_api_key")
     @classmethod

@@ -5,10 +5,11 @@ and whether the operation is a query."""
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import orjson
+from cross_web import HTTPException
 from graphql import (
     DocumentNode,
     GraphQLError,
@@ -24,6 +25,32 @@ from app.service import BootService
 MAX_REMEMBERED = 1024
 MAX_REMEMBERED_REQUEST = 8 * 1024
 _UNKNOWN = object()
+
+
+class KnownDocuments(Protocol):
+    """Persisted documents as the stored-answer path sees them (app/graphql/persisted.py)."""
+
+    def known(self, extensions: object) -> str | None: ...
+
+
+class RequestError(HTTPException):
+    """A request the GraphQL face refuses before it runs: its status (and, when it differs,
+    the status under application/json, where GraphQL over HTTP answers document-level errors
+    with 200), its `extensions.code`, and the headers the answer needs."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        *,
+        code: str = "BAD_REQUEST",
+        headers: dict[str, str] | None = None,
+        legacy_status: int | None = None,
+    ) -> None:
+        super().__init__(status, reason)
+        self.code = code
+        self.headers = headers
+        self.legacy_status = status if legacy_status is None else legacy_status
 
 
 class UnchosenOperation(Exception):
@@ -64,9 +91,15 @@ class OperationTargets:
     """Reads requests for the pipeline's stored answers (`app.http.stored_answers`), with the
     schema's own parse: one token-limited, remembered parse a document."""
 
-    def __init__(self, service: BootService, parse: Callable[[str], DocumentNode]) -> None:
+    def __init__(
+        self,
+        service: BootService,
+        parse: Callable[[str], DocumentNode],
+        persisted: KnownDocuments | None = None,
+    ) -> None:
         self.service = service
         self.parse = parse
+        self.persisted = persisted
         self._known: dict[bytes, Target | None] = {}
 
     def __call__(self, raw: bytes, method: str) -> Target | None:
@@ -81,6 +114,9 @@ class OperationTargets:
         variables = request.get("variables") if request else None
         operation = request.get("operationName") if request else None
         extensions = request.get("extensions") if request else None
+        if document is None and extensions is not None and self.persisted is not None:
+            # A persisted document's hash alone: answered as its text is, when known here.
+            document = self.persisted.known(extensions)
         target = None
         # Anything malformed goes on to the app, which says what is wrong with it.
         if (
@@ -90,7 +126,7 @@ class OperationTargets:
             and isinstance(extensions, dict | None)
         ):
             target = self._target(document, variables, operation)
-        if len(raw) <= MAX_REMEMBERED_REQUEST:
+        if len(raw) <= MAX_REMEMBERED_REQUEST and (target is not None or document is not None):
             if len(self._known) >= MAX_REMEMBERED:
                 self._known.clear()
             self._known[raw] = target
@@ -119,9 +155,9 @@ def _json_object(body: bytes) -> MutableMapping[str, Any] | None:
 
 def _query_params_of(query_string: bytes) -> MutableMapping[str, Any] | None:
     params = parse_qs(query_string.decode("latin-1"))
-    if "query" not in params:
+    if "query" not in params and "extensions" not in params:
         return None
-    request: dict[str, Any] = {"query": params["query"][0]}
+    request: dict[str, Any] = {"query": params["query"][0]} if "query" in params else {}
     if "operationName" in params:
         request["operationName"] = params["operationName"][0]
     for name in ("variables", "extensions"):

@@ -22,7 +22,8 @@ from app.auth.identity import CallerResolver, Identity
 from app.core.errors import GatewayError
 from app.graphql.context import GraphQLContext
 from app.graphql.graphiql import GRAPHIQL_HEADERS, graphiql_page
-from app.graphql.operations import UnchosenOperation, operation_to_run
+from app.graphql.operations import RequestError, UnchosenOperation, operation_to_run
+from app.graphql.persisted import PersistedDocuments
 from app.graphql.schema import GatewaySchema, code_errors
 from app.graphql.websocket import LegacyWSHandler, TransportWSHandler
 from app.http.errors import graphql_request_error
@@ -46,6 +47,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         introspection: bool = True,
         static_prefix: str = "/static",
         connection_init_wait: float = 10.0,
+        persisted: PersistedDocuments | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -58,6 +60,9 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         )
         self._service = service
         self.callers = callers
+        self._persisted = persisted or PersistedDocuments(
+            "off", service.documents, schema.documents.parse
+        )
         self._parse = schema.documents.parse
         self._introspection = introspection
         self._page = graphiql_page(static_prefix) if graphiql else ""
@@ -70,10 +75,12 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
                 raise
             # A request error is GraphQL's `errors` too, never plain text (GraphQL over HTTP).
             media_type = graphql_media_type(request.headers.get("accept", "").encode("latin-1"))
-            headers = error.headers if isinstance(error, RequestError) else None
-            extensions = {"code": getattr(error, "code", "BAD_REQUEST")}
+            if not isinstance(error, RequestError):  # strawberry's own
+                error = RequestError(error.status_code, error.reason)
+            status = error.legacy_status if media_type == JSON else error.status_code
+            extensions = {"code": error.code}
             return graphql_request_error(
-                error.status_code, error.reason, extensions, media_type, headers
+                status, error.reason, extensions, media_type, error.headers
             )
         finally:
             if isinstance(request, Request):
@@ -103,6 +110,9 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        request_data.query = await self._persisted.resolve(
+            request_data.query, request_data.extensions, context.identity
+        )
         _check_operation(request_data, request_adapter.method, self._parse)
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
@@ -147,7 +157,9 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
 
     def is_request_allowed(self, request: Any) -> bool:
         if request.method not in ("GET", "POST"):
-            raise RequestError(405, "GraphQL is served over GET and POST", {"Allow": "GET, POST"})
+            raise RequestError(
+                405, "GraphQL is served over GET and POST", headers={"Allow": "GET, POST"}
+            )
         return True
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -183,14 +195,6 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         if not isinstance(value, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
         return value
-
-
-class RequestError(HTTPException):
-    """A request the GraphQL face refuses before it runs, with the headers the answer needs."""
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status, reason)
-        self.headers = headers
 
 
 def _request_error(response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse]) -> bool:

@@ -57,7 +57,8 @@ class Admission:
                 raise too_large(limit)
         path: str = scope["path"]
         method: str = scope["method"]
-        # Every path that needs a credential: GET /graphql without a query is the GraphiQL page.
+        # Every path that needs a credential: GET /graphql without a query (or a persisted
+        # document's hash) is the GraphiQL page.
         if method == "OPTIONS" or not (
             (path == GRAPHQL_PATH and (method != "GET" or _has_query(scope)))
             or path == API_PREFIX
@@ -116,5 +117,10 @@ def too_large(limit: int) -> PayloadTooLarge:
 
 
 def _has_query(scope: Scope) -> bool:
+    """Whether a GET asks for an operation: a document, or a persisted document's hash."""
     query: bytes = scope.get("query_string", b"")
-    return query.startswith(b"query=") or b"&query=" in query
+    return (
+        query.startswith((b"query=", b"extensions="))
+        or b"&query=" in query
+        or b"&extensions=" in query
+    )

@@ -2,6 +2,7 @@
 import progress; the cache's words the faces need come through here."""
 
 from app.cache import CacheOutcome, Family, StoredResponse
+from app.cache.documents import DocumentStore, document_hash
 from app.service.boot import (
     RESOURCE_FAMILIES,
     BootService,
@@ -16,9 +17,11 @@ __all__ = [
     "BootService",
     "CacheOutcome",
     "Caller",
+    "DocumentStore",
     "Family",
     "ReadLog",
     "StoredResponse",
     "cache_policies",
+    "document_hash",
     "track_reads",
 ]

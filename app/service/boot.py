@@ -24,6 +24,7 @@ from app.cache import (
     response_key,
 )
 from app.cache import StoredResponse as StoredResponse  # what stored_response hands the faces
+from app.cache.documents import DocumentStore
 from app.core.errors import PayloadTooLarge, ValidationFailed
 from app.core.models import (
     BootResource,
@@ -133,6 +134,8 @@ class BootService:
             else None
         )
         self.progress = ImportProgressHub(self, interval=settings.import_poll_interval)
+        # Persisted GraphQL documents; shared through Redis when the app configures it.
+        self.documents = DocumentStore()
         self._policies = cache_policies(settings)
         self._importing_ttl = settings.cache_ttl_while_importing
         self._importing = False

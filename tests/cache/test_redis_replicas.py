@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -457,3 +458,34 @@ def test_a_redis_url_holding_a_password_is_refused() -> None:
     with pytest.raises(ValidationError, match="set redis_password instead"):
         Settings(redis_url="redis://:hunter2@redis:6379/0")
     assert Settings(redis_url=" ").redis_url is None
+
+
+def test_a_document_one_replica_registers_is_known_to_the_others(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    """Apollo's persisted queries across replicas: a load balancer may send the hash-only
+    request to another replica than the one that was sent the text."""
+    document = "{ bootSources { id url } }"
+    sha256 = hashlib.sha256(document.encode()).hexdigest()
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha256}}
+    with (
+        replica(simulator, redis_server.url) as first,
+        replica(simulator, redis_server.url) as second,
+    ):
+        first.wait_connected()
+        second.wait_connected()
+        unknown = httpx.post(f"{second.url}/graphql", json={"extensions": persisted})
+        assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+        registered = httpx.post(
+            f"{first.url}/graphql", json={"query": document, "extensions": persisted}
+        )
+        assert registered.json()["data"]["bootSources"]
+
+        def known() -> bool:
+            answer = httpx.post(f"{second.url}/graphql", json={"extensions": persisted}).json()
+            return "data" in answer
+
+        deadline = time.monotonic() + 15  # the registration is stored after its answer
+        while not known():
+            assert time.monotonic() < deadline, "the second replica never found the document"
+            time.sleep(0.05)
