@@ -63,6 +63,25 @@ async def call(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
     return status, b"".join(chunks)
 
 
+async def call_streaming(
+    app: Any, path: str, body: bytes, send: Any, *, accept: bytes = b"application/json"
+) -> None:
+    """One POST through the app, its answer's messages handed to `send` as they come."""
+    scope = http_scope("POST", path, body, b"application/json")
+    scope["headers"] = [*scope["headers"], (b"accept", accept)]
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    await app(scope, receive, send)
+
+
 def get_request(host: str, port: int, path: str) -> bytes:
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {AUTHORIZATION}\r\n\r\n"

@@ -15,7 +15,7 @@ from graphql import build_schema as parse_sdl
 from app.maas import MaasClient, MaasCredentials
 from app.main import create_app
 from bench import Result, at_least, at_most, benchmark
-from bench.asgi import AUTHORIZATION, call, post_request
+from bench.asgi import AUTHORIZATION, call, call_streaming, post_request
 from bench.serve import against_bare, gateway_settings
 from bench.upstream import ADMIN_KEY, simulator_process
 
@@ -178,3 +178,77 @@ async def _cold(maas_url: str) -> tuple[float, float]:
                 await client.get_boot_resource(resource.id)
             sequential.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples), statistics.median(sequential)
+
+
+DEFERRED = (
+    "query Deferred { bootResources { id name os release title type"
+    " ... @defer { sets { version label size complete progress"
+    " files { filename filetype size sha256 complete progress } } } } }"
+)
+
+
+@benchmark("graphql-defer")
+def deferred() -> list[Result]:
+    """A cold deferred nested query over 50 resources at 20 ms upstream latency: the time to
+    its first payload (the list) against one MAAS round trip, and to its last against two."""
+    latency_ms = 20.0
+    with simulator_process(latency_ms=latency_ms, resources=RESOURCES) as maas_url:
+        first_ms, last_ms = asyncio.run(_deferred(maas_url))
+    first_target, first_passed = at_most(first_ms / latency_ms, 1.3)
+    return [
+        Result(
+            f"cold deferred query over {RESOURCES} resources: first payload vs one"
+            f" {latency_ms:g} ms round trip",
+            first_ms,
+            latency_ms,
+            first_ms / latency_ms,
+            first_target,
+            first_passed,
+        ),
+        Result(
+            "the same query's last payload vs two round trips (information)",
+            last_ms,
+            2 * latency_ms,
+            last_ms / (2 * latency_ms),
+            "",
+            None,
+        ),
+    ]
+
+
+async def _deferred(maas_url: str) -> tuple[float, float]:
+    from asgi_lifespan import LifespanManager
+
+    firsts, lasts = [], []
+    with gateway_settings(maas_url) as settings:
+        app = create_app(settings)
+        async with LifespanManager(app):
+            for round_ in range(12):
+                app.state.service.cache.clear()
+                body = orjson.dumps({"query": DEFERRED, "variables": {"round": round_}})
+                first, last = await _payload_times(app, body)
+                if round_ >= 2:
+                    firsts.append(first)
+                    lasts.append(last)
+    return statistics.median(firsts), statistics.median(lasts)
+
+
+async def _payload_times(app: Any, body: bytes) -> tuple[float, float]:
+    """Milliseconds to the first payload of a multipart answer, and to its end."""
+    first = 0.0
+    chunks: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal first
+        if message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if not first and b'"data"' in chunks[-1]:
+                first = time.perf_counter()
+
+    started = time.perf_counter()
+    await call_streaming(app, "/graphql", body, send, accept=b"multipart/mixed;deferSpec=20220824")
+    ended = time.perf_counter()
+    answer = b"".join(chunks)
+    if not first or b'"hasNext":false' not in answer or b'"errors"' in answer:
+        raise RuntimeError(answer[:300].decode())
+    return (first - started) * 1000, (ended - started) * 1000

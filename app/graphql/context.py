@@ -32,12 +32,13 @@ class Loaders:
         self.boot_source = DataLoader(load_fn=self._load_boot_sources)
 
     async def prefetch_boot_resources(
-        self, resources: Sequence[models.BootResource]
+        self, resources: Sequence[models.BootResource], *, settle: bool = True
     ) -> list[models.BootResource]:
         """The resources, their details read at once under the request's fan-out cap: those at
         hand come back detailed; the rest come back as they are, their reads already sent, and
         each one's nested fields complete as its own detail arrives, while the others are still
-        on their way (rather than all of them after the last one)."""
+        on their way (rather than all of them after the last one). Without `settle` the reads
+        are not sent before the list is returned (the detail fields are deferred)."""
         service, caller = self.service, self.caller
         detailed: list[models.BootResource] = []
         wanted: list[int] = []
@@ -51,6 +52,8 @@ class Loaders:
             detailed.append(resource)
         if wanted:
             self._start_boot_resource_reads(wanted)
+            if not settle:
+                return detailed  # deferred fields: their reads go out after the list does
             # Two turns of the loop, so every read is on the wire before the list completes
             # around them: one for each read to start its single-flight load (a task of its
             # own, app/cache/entities.py), one for the loads to send.

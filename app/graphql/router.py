@@ -127,6 +127,18 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             del response["data"]
         return response
 
+    async def _process_stream_result(
+        self, request: Any, value: Any, all_pending: list[Any]
+    ) -> tuple[GraphQLHTTPResponse, list[Any]]:
+        # A deferred fragment's errors skip process_result: code them here, so they say no
+        # more than the initial payload's do.
+        for part in (
+            *(getattr(value, "incremental", None) or ()),
+            *(getattr(value, "completed", None) or ()),
+        ):
+            code_errors(part)
+        return await super()._process_stream_result(request, value, all_pending)
+
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)
         if isinstance(request, Request):

@@ -71,8 +71,10 @@ class Query:
         if not _selects(info, DETAIL_FIELDS):
             return resources
         # The details are known to be needed: read them all now, concurrently, so nested
-        # fields resolve synchronously instead of one awaitable per resource.
-        return await ctx.loaders.prefetch_boot_resources(resources)
+        # fields resolve synchronously instead of one awaitable per resource. When they are
+        # all deferred, the list goes out first and the reads are sent while it does.
+        settle = _selects(info, DETAIL_FIELDS, deferred=False)
+        return await ctx.loaders.prefetch_boot_resources(resources, settle=settle)
 
     @strawberry.field(
         graphql_type=types.BootResource | None, description="One boot resource, with its sets."
@@ -107,9 +109,10 @@ class Query:
 DETAIL_FIELDS = frozenset({"sets", "latestSet", "complete"})
 
 
-def _selects(info: GInfo, names: frozenset[str]) -> bool:
+def _selects(info: GInfo, names: frozenset[str], *, deferred: bool = True) -> bool:
     """Whether this field's sub-selection asks for any of `names`, through fragments (read
-    from the parsed document: strawberry's `selected_fields` builds objects on every call)."""
+    from the parsed document: strawberry's `selected_fields` builds objects on every call);
+    with `deferred` False, not counting those under a fragment marked @defer."""
     raw = info._raw_info
     pending = [node.selection_set for node in raw.field_nodes]
     entered: set[str] = set()  # each fragment once: a fan-out of spreads costs no more
@@ -121,6 +124,8 @@ def _selects(info: GInfo, names: frozenset[str]) -> bool:
             if isinstance(child, FieldNode):
                 if child.name.value in names:
                     return True
+            elif not deferred and _is_deferred(child):
+                continue
             elif isinstance(child, FragmentSpreadNode):
                 fragment = raw.fragments.get(child.name.value)
                 if fragment is not None and child.name.value not in entered:
@@ -129,6 +134,11 @@ def _selects(info: GInfo, names: frozenset[str]) -> bool:
             elif isinstance(child, InlineFragmentNode):
                 pending.append(child.selection_set)
     return False
+
+
+def _is_deferred(node: FragmentSpreadNode | InlineFragmentNode | Any) -> bool:
+    # `@defer(if: false)` or a variable for `if` may still run now: only a plain @defer counts.
+    return any(d.name.value == "defer" and not d.arguments for d in node.directives or ())
 
 
 MAX_ID = 2**63 - 1
@@ -498,7 +508,10 @@ def build_schema(
     if tracer is not None:
         extensions.append(resolver_spans(tracer))
     schema = GatewaySchema(
-        config=StrawberryConfig(scalar_map=types.SCALARS),
+        # @defer and @stream (docs/architecture.md, "Incremental delivery").
+        config=StrawberryConfig(
+            scalar_map=types.SCALARS, enable_experimental_incremental_execution=True
+        ),
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

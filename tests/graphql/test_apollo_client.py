@@ -1,5 +1,6 @@
 """Apollo Client 4 against a real gateway: HttpLink with its normalized cache, its error
-handling, PersistedQueryLink (POST, then GET with the hash alone), apollo-upload-client."""
+handling, PersistedQueryLink (POST, then GET with the hash alone), apollo-upload-client, and
+@defer over multipart/mixed."""
 
 from __future__ import annotations
 
@@ -40,3 +41,14 @@ def test_apollo_client_queries_caches_persists_uploads_and_reports_errors(
     assert upload["errors"] == []
     assert upload["file"]["sha256"] == upload["sha256"] and upload["file"]["complete"] is True
     assert upload["file"]["size"] == 4096
+
+    # @defer: the list first, with no sets yet; the last emission has every resource's sets.
+    emissions = cases["defer"]["emissions"]
+    assert len(emissions) >= 2, emissions
+    first, last = emissions[0], emissions[-1]
+    assert first["resources"] > 0 and first["withSets"] == 0 and not first["complete"]
+    assert last == {
+        "resources": first["resources"],
+        "withSets": first["resources"],
+        "complete": True,
+    }

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { ApolloClient, ApolloLink, CombinedGraphQLErrors, HttpLink, InMemoryCache, ServerError, gql } from "@apollo/client";
 import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
+import { GraphQL17Alpha9Handler } from "@apollo/client/incremental";
 import UploadHttpLink from "apollo-upload-client/UploadHttpLink.mjs";
 
 const [uri, token, readerToken] = process.argv.slice(2);
@@ -103,3 +104,35 @@ const NESTED = gql`
   });
 }
 
+// 5. @defer over multipart/mixed: the list first, then each resource's sets as they come.
+{
+  const apollo = new ApolloClient({
+    link: new HttpLink({ uri, headers: auth }),
+    cache: new InMemoryCache(),
+    incrementalHandler: new GraphQL17Alpha9Handler(),
+  });
+  const DEFERRED = gql`
+    query Deferred { bootResources { id name ... @defer { sets { id version } } } }
+  `;
+  const emissions = await new Promise((resolve, reject) => {
+    const seen = [];
+    const subscription = apollo.watchQuery({ query: DEFERRED }).subscribe({
+      next: (result) => {
+        if (result.error) return reject(result.error);
+        if (!result.data) return;
+        const resources = result.data.bootResources;
+        seen.push({
+          resources: resources.length,
+          withSets: resources.filter((r) => Array.isArray(r.sets)).length,
+          complete: result.dataState === "complete",
+        });
+        if (result.dataState === "complete") {
+          subscription.unsubscribe();
+          resolve(seen);
+        }
+      },
+      error: reject,
+    });
+  });
+  report("defer", { emissions });
+}
