@@ -38,17 +38,6 @@ def http_scope(method: str, path: str, body: bytes, content_type: bytes) -> dict
 
 async def call(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
     """One POST through the app, as a server would make it; returns (status, body)."""
-    scope = http_scope("POST", path, body, b"application/json")
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
     status = 0
     chunks: list[bytes] = []
 
@@ -59,7 +48,7 @@ async def call(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    await app(scope, receive, send)
+    await call_streaming(app, path, body, send)
     return status, b"".join(chunks)
 
 
@@ -68,7 +57,8 @@ async def call_streaming(
 ) -> None:
     """One POST through the app, its answer's messages handed to `send` as they come."""
     scope = http_scope("POST", path, body, b"application/json")
-    scope["headers"] = [*scope["headers"], (b"accept", accept)]
+    if accept != b"application/json":
+        scope["headers"] = [*scope["headers"], (b"accept", accept)]
     delivered = False
 
     async def receive() -> Message:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import strawberry
 from graphql import (
     ASTValidationRule,
+    BooleanValueNode,
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
@@ -137,8 +138,15 @@ def _selects(info: GInfo, names: frozenset[str], *, deferred: bool = True) -> bo
 
 
 def _is_deferred(node: FragmentSpreadNode | InlineFragmentNode | Any) -> bool:
-    # `@defer(if: false)` or a variable for `if` may still run now: only a plain @defer counts.
-    return any(d.name.value == "defer" and not d.arguments for d in node.directives or ())
+    # `@defer(if: false)` or a variable for `if` may still run now: those count as not deferred.
+    for directive in node.directives or ():
+        if directive.name.value == "defer":
+            arguments = directive.arguments or ()
+            condition = next((a.value for a in arguments if a.name.value == "if"), None)
+            return condition is None or (
+                isinstance(condition, BooleanValueNode) and condition.value
+            )
+    return False
 
 
 MAX_ID = 2**63 - 1

@@ -29,6 +29,9 @@ def dumps(payload: Any) -> bytes:
 
 
 class BootResourceFileOut(BaseModel):
+    id: str = Field(
+        examples=["7/20260101/root.tgz"], description="Stable: <resource id>/<version>/<filename>."
+    )
     filename: str = Field(examples=["root.tgz"])
     filetype: str = Field(examples=["root-tgz"], description="MAAS's stored file type.")
     size: int = Field(description="Declared total bytes.")
@@ -38,6 +41,7 @@ class BootResourceFileOut(BaseModel):
 
 
 class BootResourceSetOut(BaseModel):
+    id: str = Field(examples=["7/20260101"], description="Stable: <resource id>/<version>.")
     version: str = Field(examples=["20260101"], description="YYYYMMDD[.N]; newest first.")
     label: str = Field(examples=["uploaded", "stable"])
     size: int = Field(description="Declared total bytes of the set's files.")

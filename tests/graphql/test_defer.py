@@ -9,7 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
+from graphql import FieldNode, OperationDefinitionNode, parse
 
+from app.graphql.schema import _is_deferred
 from tests.gateway import GatewayFactory, set_faults
 
 DEFERRED = "{ bootResources { id name ... @defer { sets { id version } } } }"
@@ -72,3 +75,25 @@ def gateway_simulator(gateway: Any) -> str:
     settings = gateway.app.state.settings
     url: str = settings.maas_url.removesuffix("/MAAS")
     return url
+
+
+@pytest.mark.parametrize(
+    ("fragment", "deferred"),
+    [
+        ("... @defer { sets { id } }", True),
+        ('... @defer(label: "sets") { sets { id } }', True),
+        ("... @defer(if: true) { sets { id } }", True),
+        ("... @defer(if: false) { sets { id } }", False),
+        ("... @defer(if: $later) { sets { id } }", False),  # may run now: the reads settle
+        ("... { sets { id } }", False),
+    ],
+)
+def test_only_fragments_surely_deferred_let_the_list_go_first(
+    fragment: str, deferred: bool
+) -> None:
+    document = parse(f"{{ bootResources {{ id {fragment} }} }}")
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    resources = operation.selection_set.selections[0]
+    assert isinstance(resources, FieldNode) and resources.selection_set is not None
+    assert _is_deferred(resources.selection_set.selections[1]) is deferred

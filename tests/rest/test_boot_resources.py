@@ -99,9 +99,11 @@ def test_list_boot_resources_with_expand_sets_includes_sets_and_files(api: httpx
         assert versions == sorted(versions, reverse=True), "newest set first"
         assert resource["complete"] is resource["sets"][0]["complete"]
         for item in resource["sets"]:
-            assert set(item) == {"version", "label", "size", "complete", "progress", "files"}
+            assert set(item) == {"id", "version", "label", "size", "complete", "progress", "files"}
+            assert item["id"] == f"{resource['id']}/{item['version']}"
             for file in item["files"]:
                 assert set(file) == {
+                    "id",
                     "filename",
                     "filetype",
                     "size",
