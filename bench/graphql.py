@@ -190,30 +190,44 @@ DEFERRED = (
 @benchmark("graphql-defer")
 def deferred() -> list[Result]:
     """A cold deferred nested query over 50 resources at 20 ms upstream latency: the time to
-    its first payload (the list) against one MAAS round trip, and to its last against two."""
+    its first payload (the list) against one MAAS round trip for that list, measured in the
+    same run through MaasClient; and to its last payload (information)."""
     latency_ms = 20.0
     with simulator_process(latency_ms=latency_ms, resources=RESOURCES) as maas_url:
         first_ms, last_ms = asyncio.run(_deferred(maas_url))
-    first_target, first_passed = at_most(first_ms / latency_ms, 1.3)
+        round_trip_ms = asyncio.run(_list_round_trip(maas_url))
+    first_target, first_passed = at_most(first_ms / round_trip_ms, 1.3)
     return [
         Result(
-            f"cold deferred query over {RESOURCES} resources: first payload vs one"
-            f" {latency_ms:g} ms round trip",
+            f"cold deferred query over {RESOURCES} resources at {latency_ms:g} ms: first"
+            " payload vs one MAAS round trip for the list",
             first_ms,
-            latency_ms,
-            first_ms / latency_ms,
+            round_trip_ms,
+            first_ms / round_trip_ms,
             first_target,
             first_passed,
         ),
         Result(
             "the same query's last payload vs two round trips (information)",
             last_ms,
-            2 * latency_ms,
-            last_ms / (2 * latency_ms),
+            2 * round_trip_ms,
+            last_ms / (2 * round_trip_ms),
             "",
             None,
         ),
     ]
+
+
+async def _list_round_trip(maas_url: str) -> float:
+    """Milliseconds for MaasClient to read the boot-resource list: one MAAS round trip."""
+    samples = []
+    async with MaasClient(maas_url, MaasCredentials.from_key(ADMIN_KEY)) as client:
+        for round_ in range(12):
+            started = time.perf_counter()
+            await client.list_boot_resources()
+            if round_ >= 2:
+                samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
 
 
 async def _deferred(maas_url: str) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,9 +23,14 @@ class Loaders:
     service: BootService
     caller: Caller
     fanout_used: int = 0
+    first_payload: asyncio.Event | None = None
+    """Set by the HTTP view once an incremental answer's first payload is written (or the
+    answer ends without one): deferred detail reads wait for it, so the list goes first."""
     boot_resource: DataLoader[int, models.BootResource] = field(init=False)
     selections: DataLoader[int, list[models.BootSourceSelection]] = field(init=False)
     boot_source: DataLoader[int, models.BootSource] = field(init=False)
+
+    _waiting: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.boot_resource = DataLoader(load_fn=self._load_boot_resources)
@@ -51,9 +57,11 @@ class Loaders:
                     resource = detail
             detailed.append(resource)
         if wanted:
-            self._start_boot_resource_reads(wanted)
             if not settle:
-                return detailed  # deferred fields: their reads go out after the list does
+                # Only deferred fields need them: sent after the list, not before it.
+                self._start_boot_resource_reads(wanted, after=self.first_payload)
+                return detailed
+            self._start_boot_resource_reads(wanted)
             # Two turns of the loop, so every read is on the wire before the list completes
             # around them: one for each read to start its single-flight load (a task of its
             # own, app/cache/entities.py), one for the loads to send.
@@ -61,9 +69,11 @@ class Loaders:
             await asyncio.sleep(0)
         return detailed
 
-    def _start_boot_resource_reads(self, ids: Sequence[int]) -> None:
-        """Start these detail reads now; `boot_resource.load(id)` then awaits the one in flight
-        (a failed read fails only its own resource's fields)."""
+    def _start_boot_resource_reads(
+        self, ids: Sequence[int], *, after: asyncio.Event | None = None
+    ) -> None:
+        """Start these detail reads now (or once `after` is set); `boot_resource.load(id)` then
+        awaits the one in flight (a failed read fails only its own resource's fields)."""
         self.fanout_used += len(ids)
         limit = self.service.max_fanout
         loop = asyncio.get_running_loop()
@@ -73,12 +83,29 @@ class Loaders:
             reads = [loop.create_future() for _ in ids]
             for read in reads:
                 read.set_exception(error)
+        elif after is not None:
+            reads = [loop.create_future() for _ in ids]
+            task = asyncio.create_task(self._reads_after(after, ids, reads))
+            self._waiting.add(task)
+            task.add_done_callback(self._waiting.discard)
         else:
             reads = [asyncio.ensure_future(r) for r in self.service.detail_reads(self.caller, ids)]
         for resource_id, read in zip(ids, reads, strict=True):
             # Fields that never ran (an error elsewhere nulled the list) leave it unretrieved.
             read.add_done_callback(_retrieve)
             self.boot_resource.cache_map.set(resource_id, read)
+
+    async def _reads_after(
+        self,
+        after: asyncio.Event,
+        ids: Sequence[int],
+        placeholders: Sequence[asyncio.Future[models.BootResource]],
+    ) -> None:
+        await after.wait()
+        for read, placeholder in zip(
+            self.service.detail_reads(self.caller, ids), placeholders, strict=True
+        ):
+            asyncio.ensure_future(read).add_done_callback(functools.partial(_settle, placeholder))
 
     async def _load_boot_resources(
         self, ids: Sequence[int]
@@ -141,6 +168,19 @@ def _fanout_exceeded(limit: int) -> PayloadTooLarge:
         f"this query needs more than {limit} boot-resource reads; narrow it with a filter",
         details={"limit": limit},
     )
+
+
+def _settle(
+    placeholder: asyncio.Future[models.BootResource], read: asyncio.Future[models.BootResource]
+) -> None:
+    if placeholder.done():
+        return
+    if read.cancelled():
+        placeholder.cancel()
+    elif (error := read.exception()) is not None:
+        placeholder.set_exception(error)
+    else:
+        placeholder.set_result(read.result())
 
 
 def _retrieve(read: asyncio.Future[models.BootResource]) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ import orjson
 from cross_web import HTTPException
 from graphql import DocumentNode, OperationType
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
@@ -68,8 +69,10 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         self._page = graphiql_page(static_prefix) if graphiql else ""
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        response = None
         try:
-            return await super().run(request, context, root_value)
+            response = await super().run(request, context, root_value)
+            return response
         except HTTPException as error:
             if not isinstance(request, Request):
                 raise
@@ -84,8 +87,32 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             )
         finally:
             if isinstance(request, Request):
+                if not isinstance(response, StreamingResponse):
+                    _release_deferred_reads(request)  # no payload is coming to wait for
                 # Multipart parts no variable refers to are spooled files nobody else closes.
                 await request.close()
+
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        async def released() -> AsyncIterator[str]:
+            # Parts: the boundary, then the first payload; the deferred detail reads are sent
+            # once the server has taken it, so their CPU does not hold the list back.
+            try:
+                parts = 0
+                async for part in stream():
+                    yield part
+                    parts += 1
+                    if parts == 2:
+                        _release_deferred_reads(request)
+            finally:
+                _release_deferred_reads(request)
+
+        return await super().create_streaming_response(request, released, sub_response, headers)
 
     async def parse_http_body(self, request: Any) -> Any:
         # Browsers send multipart forms cross-site without a preflight; requiring a header a
@@ -161,6 +188,8 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
                 # The GraphiQL page needs no credential; an operation is refused later.
                 identity = None
             context = GraphQLContext(self._service, identity, introspection=self._introspection)
+            if identity is not None:
+                context.loaders.first_payload = request.scope[_FIRST_PAYLOAD] = asyncio.Event()
         context.request = request
         if isinstance(response, Response):
             # Authorize sets the status of a refused operation on it.
@@ -207,6 +236,15 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         if not isinstance(value, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
         return value
+
+
+_FIRST_PAYLOAD = "maas_gateway.first_payload"
+
+
+def _release_deferred_reads(request: Request | WebSocket) -> None:
+    event: asyncio.Event | None = request.scope.get(_FIRST_PAYLOAD)
+    if event is not None:
+        event.set()
 
 
 def _request_error(response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse]) -> bool:

@@ -73,8 +73,9 @@ class Query:
             return resources
         # The details are known to be needed: read them all now, concurrently, so nested
         # fields resolve synchronously instead of one awaitable per resource. When they are
-        # all deferred, the list goes out first and the reads are sent while it does.
-        settle = _selects(info, DETAIL_FIELDS, deferred=False)
+        # all deferred, the reads are sent after the list goes out (docs/architecture.md,
+        # "Incremental delivery"): only when nothing else in the operation could wait on them.
+        settle = _selects(info, DETAIL_FIELDS, deferred=False) or not _alone(info)
         return await ctx.loaders.prefetch_boot_resources(resources, settle=settle)
 
     @strawberry.field(
@@ -135,6 +136,13 @@ def _selects(info: GInfo, names: frozenset[str], *, deferred: bool = True) -> bo
             elif isinstance(child, InlineFragmentNode):
                 pending.append(child.selection_set)
     return False
+
+
+def _alone(info: GInfo) -> bool:
+    """Whether this is the operation's only root field (bar __typename)."""
+    fields = info._raw_info.operation.selection_set.selections
+    named = [f for f in fields if not (isinstance(f, FieldNode) and f.name.value == "__typename")]
+    return len(named) == 1 and named[0] in info._raw_info.field_nodes
 
 
 def _is_deferred(node: FragmentSpreadNode | InlineFragmentNode | Any) -> bool:

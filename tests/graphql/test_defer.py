@@ -97,3 +97,27 @@ def test_only_fragments_surely_deferred_let_the_list_go_first(
     resources = operation.selection_set.selections[0]
     assert isinstance(resources, FieldNode) and resources.selection_set is not None
     assert _is_deferred(resources.selection_set.selections[1]) is deferred
+
+
+def test_a_deferred_list_beside_another_root_field_still_completes(
+    start_gateway: GatewayFactory,
+) -> None:
+    # bootResource(id) reads a detail the deferred list also reads: it must not wait for the
+    # first payload, which waits for it.
+    gateway = start_gateway(response_cache_ttl=0)
+    query = (
+        '{ one: bootResource(id: "1") { sets { id } } '
+        "bootResources { id ... @defer { sets { id } } } }"
+    )
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/graphql",
+        json={"query": query},
+        headers={"accept": ACCEPT},
+        timeout=60,
+    ) as response:
+        payloads = list(parts(response))
+    assert payloads[0]["data"]["one"]["sets"], payloads[0]
+    assert payloads[-1]["hasNext"] is False
+    delivered = sum(len(p.get("incremental", [])) for p in payloads[1:])
+    assert delivered == len(payloads[0]["data"]["bootResources"])
