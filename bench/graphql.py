@@ -14,6 +14,7 @@ from graphql import build_schema as parse_sdl
 
 from app.maas import MaasClient, MaasCredentials
 from app.main import create_app
+from app.service import document_hash
 from bench import Result, at_least, at_most, benchmark
 from bench.asgi import AUTHORIZATION, call, call_streaming, post_request
 from bench.serve import against_bare, gateway_settings
@@ -266,3 +267,65 @@ async def _payload_times(app: Any, body: bytes) -> tuple[float, float]:
     if not first or b'"hasNext":false' not in answer or b'"errors"' in answer:
         raise RuntimeError(answer[:300].decode())
     return (first - started) * 1000, (ended - started) * 1000
+
+
+def _persisted(document: str, *, text: bool, variables: dict[str, Any] | None = None) -> bytes:
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": document_hash(document)}}
+    request: dict[str, Any] = {"extensions": extensions, "variables": variables or {}}
+    if text:
+        request["query"] = document
+    return orjson.dumps(request)
+
+
+@benchmark("graphql-persisted")
+def persisted() -> list[Result]:
+    """A persisted document (its hash alone) answered from a stored answer, against a bare app
+    sending the same bytes; and the CPU of executing it against the same document as text."""
+    hit = against_bare(
+        lambda host, port: post_request(host, port, "/graphql", _persisted(NESTED, text=False)),
+        label="persisted nested query (hash alone) from the response cache ({kib} KiB), req/s",
+        minimum=0.8,
+        resources=RESOURCES,
+        prepare=lambda host, port: post_request(
+            host, port, "/graphql", _persisted(NESTED, text=True)
+        ),
+    )
+    with simulator_process(latency_ms=0, resources=RESOURCES) as maas_url:
+        return [hit, asyncio.run(_persisted_cpu(maas_url))]
+
+
+async def _persisted_cpu(maas_url: str) -> Result:
+    """CPU per executed request (warm entity caches, no stored answers), the hash alone against
+    the text, in alternating batches so noise falls on both alike."""
+    from asgi_lifespan import LifespanManager
+
+    with gateway_settings(maas_url, response_cache_ttl=0) as settings:
+        app = create_app(settings)
+        async with LifespanManager(app):
+            status, first = await call(app, "/graphql", _persisted(NESTED, text=True))
+            if status != 200 or b'"errors"' in first:
+                raise RuntimeError(first[:300].decode())
+            cpu = {"text": 0.0, "hash": 0.0}
+            for batch in range(20):
+                for kind in ("text", "hash") if batch % 2 else ("hash", "text"):
+                    started = time.process_time()
+                    for i in range(15):
+                        n = {"type": None, "n": batch * 100 + i, "kind": kind}
+                        if kind == "text":
+                            body = _request(n)
+                        else:
+                            body = _persisted(NESTED, text=False, variables=n)
+                        status, answer = await call(app, "/graphql", body)
+                        if status != 200 or b'"errors"' in answer:
+                            raise RuntimeError(answer[:300].decode())
+                    cpu[kind] += time.process_time() - started
+    per_hash, per_text = cpu["hash"] / 300 * 1000, cpu["text"] / 300 * 1000
+    target, passed = at_most(per_hash / per_text, 1.05)
+    return Result(
+        "persisted nested query executed (hash alone) vs its text, CPU ms per request",
+        per_hash,
+        per_text,
+        per_hash / per_text,
+        target,
+        passed,
+    )

@@ -113,16 +113,20 @@ def against_bare(
     seconds: float = 2.5,
     rounds: int = 3,
     connections: int = 16,
+    prepare: Callable[[str, int], bytes] | None = None,
 ) -> Result:
     """Requests per second of a gateway answering one request over and over (its MAAS the
     simulator with `resources` boot resources), against a bare ASGI app sending the same
     answer's bytes; `{kib}` in `label` becomes the answer's size. Both servers stay up and take
     turns, `rounds` times: each side's best round counts, so a burst of noise on a shared
-    machine lowers one round, not the ratio."""
+    machine lowers one round, not the ratio. `prepare`, if given, is sent to the gateway once
+    first (e.g. registering a persisted document)."""
     with contextlib.ExitStack() as stack:
         maas_url = stack.enter_context(simulator_process(latency_ms=0, resources=resources))
         gateway = stack.enter_context(server_process("gateway", maas_url))
         host, port = gateway.host_port
+        if prepare is not None:
+            asyncio.run(fetch(host, port, prepare(host, port)))
         gateway_request = request_for(host, port)
         body = asyncio.run(fetch(host, port, gateway_request))
         stored = stack.enter_context(tempfile.NamedTemporaryFile(suffix=".json"))
