@@ -147,3 +147,23 @@ def test_refusals_carry_graphql_errors_in_the_asked_media_type(
     mutation = "mutation { startImport { importing } }"
     response = httpx.post(f"{gateway.url}/graphql", json={"query": mutation}, headers=headers)
     assert request_error(response, status, GRAPHQL_RESPONSE) == code
+
+
+def test_a_body_over_the_limit_is_a_413_graphql_error_in_the_asked_media_type(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = start_gateway(max_request_bytes=1024)
+    body = {"query": QUERY + " " * 4096}
+    response = httpx.post(f"{gateway.url}/graphql", json=body, headers=NEW, timeout=30)
+    assert request_error(response, 413, GRAPHQL_RESPONSE) == "PAYLOAD_TOO_LARGE"
+
+
+def test_a_rate_limited_request_is_a_429_graphql_error_in_the_asked_media_type(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = start_gateway(rate_limit_per_second=0.001, rate_limit_burst=1)
+    with httpx.Client(base_url=gateway.url, timeout=30) as client:
+        assert client.post("/graphql", json={"query": QUERY}, headers=NEW).status_code == 200
+        refused = client.post("/graphql", json={"query": QUERY}, headers=NEW)
+    assert request_error(refused, 429, GRAPHQL_RESPONSE) == "RATE_LIMITED"
+    assert int(refused.headers["retry-after"]) >= 1
