@@ -99,6 +99,14 @@ class BootSource:
     updated: datetime | None
 
 
+class EnsureOutcome(StrEnum):
+    """What ensuring a declared object did: made it, changed it, or found it as declared."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
 @dataclass(slots=True, frozen=True)
 class BootSourceSelection:
     id: int

@@ -248,6 +248,35 @@ class Mutation:
             errors=errors,
         )
 
+    @strawberry.mutation(
+        description="Make a source's selection of an os and release have these lists: create "
+        "it, update it, or leave it (no MAAS write) when it already matches."
+    )
+    async def ensure_boot_source_selection(
+        self,
+        info: GInfo,
+        boot_source_id: strawberry.ID,
+        input: types.EnsureBootSourceSelectionInput,
+    ) -> types.EnsureBootSourceSelectionPayload:
+        ctx = info.context
+        ensured, errors = await _attempt(
+            lambda: ctx.service.ensure_selection(
+                ctx.caller,
+                _parse_id(boot_source_id),
+                os=input.os,
+                release=input.release,
+                arches=input.arches,
+                subarches=input.subarches,
+                labels=input.labels,
+            )
+        )
+        selection, outcome = ensured if ensured is not None else (None, None)
+        return types.EnsureBootSourceSelectionPayload(
+            boot_source_selection=selection,  # type: ignore[arg-type]
+            outcome=outcome,
+            errors=errors,
+        )
+
     @strawberry.mutation(description="Change a selection; absent fields keep their values.")
     async def update_boot_source_selection(
         self,

@@ -44,6 +44,7 @@ SCALARS: dict[object, ScalarDefinition] = {
 
 # Registered on the service's own enum, so resolvers return its members unchanged.
 strawberry.enum(models.BootResourceType, description="How a boot resource came to MAAS.")
+strawberry.enum(models.EnsureOutcome, description="What ensuring a declared object did.")
 
 
 @strawberry.type(description="An architecture as MAAS writes it: arch/subarch.")
@@ -310,9 +311,22 @@ class UpdateBootSourceInput:
 class CreateBootSourceSelectionInput:
     os: str
     release: str
-    arches: list[str] | None = strawberry.field(default=None, description='Default ["*"].')
-    subarches: list[str] | None = strawberry.field(default=None, description='Default ["*"].')
-    labels: list[str] | None = strawberry.field(default=None, description='Default ["*"].')
+    arches: list[str] | None = strawberry.field(
+        default=None, description='Left out: ["*"] (all), sent to MAAS explicitly.'
+    )
+    subarches: list[str] | None = strawberry.field(
+        default=None, description='Left out: ["*"] (all), sent to MAAS explicitly.'
+    )
+    labels: list[str] | None = strawberry.field(
+        default=None, description='Left out: ["*"] (all), sent to MAAS explicitly.'
+    )
+
+
+@strawberry.input(
+    description='The selection a source must have for an os and release; lists left out: ["*"].'
+)
+class EnsureBootSourceSelectionInput(CreateBootSourceSelectionInput):
+    pass
 
 
 @strawberry.input(description="Changes to a selection; absent fields keep their values.")
@@ -322,6 +336,15 @@ class UpdateBootSourceSelectionInput:
     arches: list[str] | None = None
     subarches: list[str] | None = None
     labels: list[str] | None = None
+
+
+@strawberry.type
+class EnsureBootSourceSelectionPayload:
+    boot_source_selection: BootSourceSelection | None
+    outcome: models.EnsureOutcome | None = strawberry.field(
+        description="CREATED, UPDATED, or UNCHANGED (MAAS was not written to); null on errors."
+    )
+    errors: list[UserError]
 
 
 @strawberry.type

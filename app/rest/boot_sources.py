@@ -1,11 +1,16 @@
-"""REST routes for boot sources and, nested under each, its selections (CRUD)."""
+"""REST routes for boot sources and, nested under each, its selections (CRUD, and an
+idempotent ensure keyed on os and release)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.core.models import EnsureOutcome
 from app.rest.deps import CallerDep, SelectionId, ServiceDep, SourceId
 from app.rest.errors import COMMON_ERRORS, error_responses
 from app.rest.responses import json_read, json_write
@@ -14,6 +19,8 @@ from app.rest.schemas import (
     BootSourceOut,
     BootSourceUpdate,
     SelectionCreate,
+    SelectionEnsure,
+    SelectionEnsured,
     SelectionOut,
     SelectionUpdate,
     decode_keyring,
@@ -146,6 +153,38 @@ async def create_selection(
     )
     location = f"{PREFIX}/{source_id}/selections/{selection.id}"
     return json_write(selection, 201, location=location)
+
+
+@selections.put(
+    "/{os}/{release}",
+    response_model=SelectionEnsured,
+    responses={**_ONE, 201: {"model": SelectionEnsured, "description": "Created"}},
+    summary="Ensure the selection of an os and release",
+    description="Idempotent: creates the selection, updates its lists, or changes nothing when "
+    "it already matches (no MAAS write). 201 when created, else 200; `outcome` says which. "
+    "MAAS's auto-created default selection is an ordinary match.",
+)
+async def ensure_selection(
+    service: ServiceDep,
+    caller: CallerDep,
+    source_id: SourceId,
+    os: Annotated[str, Path(max_length=20)],
+    release: Annotated[str, Path(max_length=20)],
+    body: SelectionEnsure,
+) -> Response:
+    selection, outcome = await service.ensure_selection(
+        caller,
+        source_id,
+        os=os,
+        release=release,
+        arches=body.arches,
+        subarches=body.subarches,
+        labels=body.labels,
+    )
+    created = outcome is EnsureOutcome.CREATED
+    location = f"{PREFIX}/{source_id}/selections/{selection.id}" if created else None
+    payload = {**dataclasses.asdict(selection), "outcome": outcome.value}
+    return json_write(payload, 201 if created else 200, location=location)
 
 
 @selections.get(

@@ -177,9 +177,27 @@ class BootSourceUpdate(_Body):
 class SelectionCreate(_Body):
     os: str = Field(examples=["ubuntu"])
     release: str = Field(examples=["noble"])
-    arches: list[str] | None = Field(default=None, examples=[["amd64"]], description="* = all")
+    arches: list[str] | None = Field(
+        default=None, examples=[["amd64"]], description='* = all; left out: ["*"]'
+    )
+    subarches: list[str] | None = Field(
+        default=None, examples=[["*"]], description='Left out: ["*"]'
+    )
+    labels: list[str] | None = Field(default=None, examples=[["*"]], description='Left out: ["*"]')
+
+
+class SelectionEnsure(_Body):
+    """The lists a selection must have; left out: ["*"] (all)."""
+
+    arches: list[str] | None = Field(default=None, examples=[["amd64", "arm64"]])
     subarches: list[str] | None = Field(default=None, examples=[["*"]])
     labels: list[str] | None = Field(default=None, examples=[["*"]])
+
+
+class SelectionEnsured(SelectionOut):
+    outcome: models.EnsureOutcome = Field(
+        description="created, updated, or unchanged (MAAS was not written to)."
+    )
 
 
 class SelectionUpdate(_Body):

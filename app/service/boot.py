@@ -25,15 +25,17 @@ from app.cache import (
 )
 from app.cache import StoredResponse as StoredResponse  # what stored_response hands the faces
 from app.cache.documents import DocumentStore
-from app.core.errors import PayloadTooLarge, ValidationFailed
+from app.core.errors import Conflict, PayloadTooLarge, ValidationFailed
 from app.core.models import (
     BootResource,
     BootResourceFilter,
     BootSource,
     BootSourceSelection,
+    EnsureOutcome,
     ImportStatus,
 )
 from app.core.settings import Settings
+from app.maas import models as maas_models
 from app.maas.client import MaasClient
 
 if TYPE_CHECKING:
@@ -119,6 +121,12 @@ def _publishes(
     return publishing
 
 
+@dataclass
+class _Ensuring:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class BootService:
     """The one place that reads and writes MAAS for both faces, through the shared cache."""
 
@@ -141,6 +149,7 @@ class BootService:
         self._importing = False
         self._fanout = settings.fanout_concurrency
         self.max_fanout = settings.max_fanout
+        self._ensuring: dict[tuple[str, int, str, str], _Ensuring] = {}
         # Set by the app when Redis is configured: the invalidation bus and shared cache.
         self.redis: RedisBackend | None = None
 
@@ -468,9 +477,17 @@ class BootService:
         subarches: list[str] | None = None,
         labels: list[str] | None = None,
     ) -> BootSourceSelection:
+        # MAAS stores a list left out as [], and a selection of nothing imports nothing; what
+        # clients mean is "all", as python-libmaas sends (maas-api.md §7.2, §8).
+        every = ["*"]
         try:
             created = await caller.maas.create_boot_source_selection(
-                source_id, os=os, release=release, arches=arches, subarches=subarches, labels=labels
+                source_id,
+                os=os,
+                release=release,
+                arches=every if arches is None else arches,
+                subarches=every if subarches is None else subarches,
+                labels=every if labels is None else labels,
             )
         finally:
             self.cache.invalidate(Family.SELECTIONS, scope=source_id)
@@ -502,6 +519,87 @@ class BootService:
         finally:
             self.cache.invalidate(Family.SELECTIONS, scope=source_id)
         return to_selection(updated)
+
+    async def ensure_selection(
+        self,
+        caller: Caller,
+        source_id: int,
+        *,
+        os: str,
+        release: str,
+        arches: list[str] | None = None,
+        subarches: list[str] | None = None,
+        labels: list[str] | None = None,
+    ) -> tuple[BootSourceSelection, EnsureOutcome]:
+        """The source's selection of (os, release) with these lists (left out: ["*"]): created,
+        updated, or left alone when it already matches (no MAAS write). MAAS's auto-created
+        default selection is an ordinary match. Ensures of one key wait for each other here;
+        another replica's create shows as MAAS's 409, and the one it made is then ensured."""
+        wanted = {
+            "arches": ["*"] if arches is None else arches,
+            "subarches": ["*"] if subarches is None else subarches,
+            "labels": ["*"] if labels is None else labels,
+        }
+        key = (caller.principal, source_id, os, release)
+        # A lock a key and how many wait on it: dropped with its last user, so keys don't pile up.
+        entry = self._ensuring.setdefault(key, _Ensuring())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                return await self._ensure(caller, source_id, os, release, wanted)
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._ensuring[key]
+
+    async def _ensure(
+        self, caller: Caller, source_id: int, os: str, release: str, wanted: dict[str, list[str]]
+    ) -> tuple[BootSourceSelection, EnsureOutcome]:
+        async def current() -> maas_models.BootSourceSelection | None:
+            # Read from MAAS, not the cache: what to write depends on it.
+            listed = await caller.maas.list_boot_source_selections(source_id)
+            return next((s for s in listed if (s.os, s.release) == (os, release)), None)
+
+        found = await current()
+        try:
+            return await self._converge(caller, source_id, found, os, release, wanted)
+        except (Conflict, ValidationFailed):
+            if found is not None:
+                raise
+            # Another replica may have made it meanwhile: MAAS refuses the duplicate
+            # (maas-api.md §7.2), and the one it made is then ensured.
+            found = await current()
+            if found is None:
+                raise
+            return await self._converge(caller, source_id, found, os, release, wanted)
+
+    async def _converge(
+        self,
+        caller: Caller,
+        source_id: int,
+        current: maas_models.BootSourceSelection | None,
+        os: str,
+        release: str,
+        wanted: dict[str, list[str]],
+    ) -> tuple[BootSourceSelection, EnsureOutcome]:
+        arches, subarches, labels = wanted["arches"], wanted["subarches"], wanted["labels"]
+        if current is None:
+            created = await self.create_selection(
+                caller,
+                source_id,
+                os=os,
+                release=release,
+                arches=arches,
+                subarches=subarches,
+                labels=labels,
+            )
+            return created, EnsureOutcome.CREATED
+        if all(sorted(getattr(current, k) or []) == sorted(v) for k, v in wanted.items()):
+            return to_selection(current), EnsureOutcome.UNCHANGED
+        updated = await self.update_selection(
+            caller, source_id, current.id, arches=arches, subarches=subarches, labels=labels
+        )
+        return updated, EnsureOutcome.UPDATED
 
     @_publishes
     async def delete_selection(self, caller: Caller, source_id: int, selection_id: int) -> None:

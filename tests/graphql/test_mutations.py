@@ -246,3 +246,34 @@ def test_import_completes_and_the_status_follows(gateway: BackgroundServer) -> N
             break
         time.sleep(0.3)
     assert status == {"importing": False, "incomplete": []}
+
+
+def test_a_selection_created_without_lists_selects_everything_in_maas(
+    gateway: BackgroundServer, simulator: BackgroundServer
+) -> None:
+    """MAAS stores a list left out as [] (a selection that imports nothing): the gateway sends
+    ["*"], as python-libmaas does. The simulator's own record is the proof."""
+    source = next(s for s in sources(gateway.url) if "images.maas.io" in s["url"])
+    existing = {(s["os"], s["release"]) for s in source["selections"]}
+    release = next(r for r in ("focal", "noble", "jammy") if ("ubuntu", r) not in existing)
+    created = data(
+        gql(
+            gateway.url,
+            """mutation($sid: ID!, $release: String!) {
+                 createBootSourceSelection(bootSourceId: $sid,
+                   input: {os: "ubuntu", release: $release}) {
+                   bootSourceSelection { id arches subarches labels } errors { message } } }""",
+            {"sid": source["id"], "release": release},
+        ).json()
+    )["createBootSourceSelection"]
+    assert created["errors"] == []
+    every = {"arches": ["*"], "subarches": ["*"], "labels": ["*"]}
+    assert {k: created["bootSourceSelection"][k] for k in every} == every
+    upstream = maas_call(
+        simulator.url,
+        ADMIN_KEY,
+        lambda maas: maas.get_boot_source_selection(
+            int(source["id"]), int(created["bootSourceSelection"]["id"])
+        ),
+    )
+    assert (upstream.arches, upstream.subarches, upstream.labels) == (["*"], ["*"], ["*"])

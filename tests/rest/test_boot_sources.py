@@ -202,3 +202,26 @@ def test_bad_source_and_selection_ids_are_rejected(api: httpx.Client) -> None:
         response = api.get(path)
         assert response.status_code == 400, path
         assert envelope(response)["code"] == "VALIDATION"
+
+
+def test_a_selection_created_without_lists_selects_everything_in_maas(
+    api: httpx.Client, simulator: BackgroundServer
+) -> None:
+    source = default_source(api)
+    base = f"/boot-sources/{source['id']}/selections"
+    taken = {(s["os"], s["release"]) for s in api.get(base).json()}
+    release = next(r for r in ("focal", "noble", "jammy") if ("ubuntu", r) not in taken)
+    created = api.post(base, json={"os": "ubuntu", "release": release})
+    assert created.status_code == 201, created.text
+    selection = created.json()
+    assert (selection["arches"], selection["subarches"], selection["labels"]) == (
+        ["*"],
+        ["*"],
+        ["*"],
+    )
+    upstream = maas_call(
+        simulator.url,
+        ADMIN_KEY,
+        lambda maas: maas.get_boot_source_selection(source["id"], selection["id"]),
+    )
+    assert (upstream.arches, upstream.subarches, upstream.labels) == (["*"], ["*"], ["*"])
