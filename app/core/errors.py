@@ -102,6 +102,13 @@ class UpstreamTimeout(GatewayError):
     status = 504
 
 
+class ImportStalled(GatewayError):
+    """MAAS answers, but the images waited for stopped making progress."""
+
+    code = "IMPORT_STALLED"
+    status = 504
+
+
 ALL_ERRORS: tuple[type[GatewayError], ...] = (
     NotFound,
     ValidationFailed,
@@ -112,5 +119,6 @@ ALL_ERRORS: tuple[type[GatewayError], ...] = (
     RateLimited,
     UpstreamBadResponse,
     UpstreamUnavailable,
-    UpstreamTimeout,
+    ImportStalled,
+    UpstreamTimeout,  # after ImportStalled: a bare 504 is an upstream timeout
 )

@@ -163,3 +163,36 @@ class ResourceProgress:
 class ImportProgress:
     importing: bool
     resources: list[ResourceProgress]
+
+
+@dataclass(slots=True, frozen=True)
+class ImageSelector:
+    """Which synced images a caller waits for; None matches any."""
+
+    os: str | None = None
+    release: str | None = None
+    arches: frozenset[str] | None = None
+
+    def matches(self, resource: ResourceProgress) -> bool:
+        os_name, _, release = resource.name.partition("/")
+        arch = resource.architecture.partition("/")[0]
+        return (
+            (self.os is None or self.os == os_name)
+            and (self.release is None or self.release == release)
+            and (self.arches is None or arch in self.arches)
+        )
+
+    def readiness(self, progress: ImportProgress) -> Readiness:
+        resources = [r for r in progress.resources if self.matches(r)]
+        ready = bool(resources) and all(r.complete for r in resources)
+        return Readiness(ready=ready, importing=progress.importing, resources=resources)
+
+
+@dataclass(slots=True, frozen=True)
+class Readiness:
+    """The images a selector matches, and whether every one's newest set is complete (none
+    matching is not ready: they may not have been created yet)."""
+
+    ready: bool
+    importing: bool
+    resources: list[ResourceProgress]

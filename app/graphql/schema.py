@@ -439,6 +439,30 @@ class Subscription:
             if until_import_ends and not snapshot.importing:
                 return
 
+    @strawberry.subscription(
+        description="The filter's images as they import; completes once every one's newest set "
+        "is complete. Fails with IMPORT_STALLED when nothing changed for stallSeconds."
+    )
+    async def boot_resources_ready(
+        self,
+        info: GInfo,
+        filter: types.ImageFilter | None = None,
+        stall_seconds: Annotated[
+            float, strawberry.argument(description="Seconds without any change before failing.")
+        ] = 600.0,
+    ) -> AsyncGenerator[types.Readiness, None]:
+        ctx = info.context
+        if not 0 < stall_seconds <= 86400:
+            raise ValidationFailed(
+                "stallSeconds must be from 0 to 86400",
+                fields={"stallSeconds": ["must be > 0 and at most 86400"]},
+            )
+        selector = (filter or types.ImageFilter()).to_model()
+        async for readiness in ctx.service.progress.until_ready(
+            ctx.caller, selector, stall=stall_seconds
+        ):
+            yield readiness  # type: ignore[misc]
+
 
 class GatewayErrors(SchemaExtension):
     """Give every error a stable `extensions.code`; never leak internals (docs/architecture.md,

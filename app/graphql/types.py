@@ -246,6 +246,26 @@ class BootResourceFilter:
         )
 
 
+@strawberry.input(description="Which synced images to wait for; every given field must match.")
+class ImageFilter:
+    os: str | None = None
+    release: str | None = None
+    arches: list[str] | None = strawberry.field(default=None, description="e.g. [amd64, arm64]")
+
+    def to_model(self) -> models.ImageSelector:
+        arches = frozenset(self.arches) if self.arches is not None else None
+        return models.ImageSelector(os=self.os, release=self.release, arches=arches)
+
+
+@strawberry.type(description="The images a filter matches, and whether all are complete.")
+class Readiness:
+    ready: bool = strawberry.field(
+        description="Every matching image's newest set is complete (none matching: false)."
+    )
+    importing: bool
+    resources: list[ResourceProgress]
+
+
 @strawberry.type(description="A problem with one input field (field is null for the whole input).")
 class UserError:
     code: str

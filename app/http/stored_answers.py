@@ -116,6 +116,8 @@ class StoredAnswers:
             await app(scope, receive, captured)
         if captured.status != 200 or not captured.complete:
             return
+        if (b"cache-control", b"no-store") in captured.headers:
+            return  # an answer of the moment (a long poll): the route says so
         headers = tuple((name, value) for name, value in captured.headers if name not in _VOLATILE)
         route = scope.get("route")
         if self.service.store_response(caller, key, captured.body, reads, headers) and route:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -9,7 +12,7 @@ from pydantic import BeforeValidator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.core.models import BootResourceFilter, BootResourceType
+from app.core.models import BootResourceFilter, BootResourceType, ImageSelector, Readiness
 from app.rest.deps import CallerDep, ResourceId, ServiceDep, SettingsDep
 from app.rest.errors import COMMON_ERRORS, error_responses
 from app.rest.responses import json_read, json_write
@@ -17,6 +20,7 @@ from app.rest.schemas import (
     BootResourceOut,
     ImportActionOut,
     ImportStatusOut,
+    ReadinessOut,
     dump_import_status,
     dump_resource,
 )
@@ -63,6 +67,42 @@ async def import_status(service: ServiceDep, caller: CallerDep, request: Request
         status = await service.import_status(caller)
     families = (*RESOURCE_FAMILIES, Family.IMPORT_STATUS)
     return json_read(request, dump_import_status(status), families, reads)
+
+
+MAX_WAIT = 60.0
+
+
+@router.get(
+    "/ready",
+    response_model=ReadinessOut,
+    responses=error_responses(*COMMON_ERRORS),
+    summary="Whether the images asked for are complete, waiting up to `wait` seconds",
+    description="A long poll: answers as soon as every matching synced image's newest set is "
+    "complete, else after `wait` seconds (at most 60) with `ready: false`; ask again to keep "
+    "waiting. `wait=0` answers at once. No image matching is not ready: start the import "
+    "first. GraphQL's bootResourcesReady subscription does the same as a stream.",
+)
+async def ready(
+    service: ServiceDep,
+    caller: CallerDep,
+    os: Annotated[str | None, Query(max_length=20)] = None,
+    release: Annotated[str | None, Query(max_length=20)] = None,
+    arch: Annotated[list[str] | None, Query(description="Repeat for several.")] = None,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0,
+) -> Response:
+    selector = ImageSelector(os, release, frozenset(arch) if arch else None)
+    last: Readiness | None = None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(wait or None):
+            async for readiness in service.progress.until_ready(caller, selector, stall=None):
+                last = readiness
+                if not wait:
+                    break
+    if last is None:  # the wait ran out before the first snapshot came
+        last = selector.readiness(await service.progress.snapshot(caller))
+    response = json_write(dataclasses.asdict(last))
+    response.headers["Cache-Control"] = "no-store"  # never a stored answer: it is of now
+    return response
 
 
 @router.post(

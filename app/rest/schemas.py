@@ -78,6 +78,23 @@ class ImportStatusOut(BaseModel):
     )
 
 
+class ResourceProgressOut(BaseModel):
+    id: int
+    name: str = Field(examples=["ubuntu/jammy"])
+    architecture: str = Field(examples=["amd64/generic"])
+    version: str | None = Field(description="The newest set's version.")
+    complete: bool
+    progress: float = Field(description="Percentage 0-100 of the newest set.")
+
+
+class ReadinessOut(BaseModel):
+    ready: bool = Field(
+        description="Every matching image's newest set is complete (none matching: false)."
+    )
+    importing: bool
+    resources: list[ResourceProgressOut]
+
+
 class ImportActionOut(BaseModel):
     importing: bool = Field(description="true once started; false once asked to stop.")
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
 from app.cache import StoredResponse as StoredResponse  # what stored_response hands the faces
-from app.core.errors import GatewayError
+from app.core.errors import GatewayError, ImportStalled
 from app.core.models import (
     BootResourceFilter,
     BootResourceType,
+    ImageSelector,
     ImportProgress,
+    Readiness,
     ResourceProgress,
 )
 
@@ -77,7 +79,30 @@ class ImportProgressHub:
             ],
         )
 
-    async def subscribe(self, caller: Caller) -> AsyncIterator[ImportProgress]:
+    async def until_ready(
+        self, caller: Caller, selector: ImageSelector, *, stall: float | None
+    ) -> AsyncIterator[Readiness]:
+        """The selector's images as they progress, until all are complete (the last one
+        yielded is ready). Raises ImportStalled when nothing changed for `stall` seconds."""
+        snapshots = self.subscribe(caller)
+        last: Readiness | None = None
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(stall):
+                        snapshot = await anext(snapshots)
+                except StopAsyncIteration:
+                    return  # the gateway is shutting down
+                except TimeoutError:
+                    raise _stalled(stall or 0.0, last) from None
+                last = selector.readiness(snapshot)
+                yield last
+                if last.ready:
+                    return
+        finally:
+            await snapshots.aclose()
+
+    async def subscribe(self, caller: Caller) -> AsyncGenerator[ImportProgress, None]:
         if self._closed:
             return
         poller = self._pollers.get(caller.principal)
@@ -168,3 +193,19 @@ class _Poller:
                     self._last = snapshot
                     self._push(snapshot)
             await asyncio.sleep(self._hub._interval)
+
+
+def _stalled(seconds: float, last: Readiness | None) -> ImportStalled:
+    waiting = [
+        r.name + " " + r.architecture for r in (last.resources if last else []) if not r.complete
+    ]
+    if last is not None and not last.importing:
+        reason = "MAAS is not importing"
+    elif last is not None and not last.resources:
+        reason = "no image matches yet"
+    else:
+        reason = "MAAS is importing but reported no change"
+    return ImportStalled(
+        f"no progress for {seconds:g} s: {reason}",
+        details={"incomplete": waiting, "importing": last.importing if last else None},
+    )
