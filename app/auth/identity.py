@@ -44,6 +44,8 @@ class Identity:
     caller: Caller
     name: str
     scopes: frozenset[Permission]
+    verified: bool = True
+    """False for anonymous callers: nobody showed a credential."""
 
     def allows(self, scope: Permission) -> bool:
         return scope in self.scopes
@@ -114,7 +116,9 @@ class CallerResolver:
         if self.mode == "service":
             self.default = Caller(principal=ANONYMOUS, maas=maas)
             if self.anonymous_scopes:
-                self._anonymous = Identity(self.default, ANONYMOUS, self.anonymous_scopes)
+                self._anonymous = Identity(
+                    self.default, ANONYMOUS, self.anonymous_scopes, verified=False
+                )
             self._warn_about_access()
         else:
             log.info("passthrough mode: each caller's own MAAS API key signs its requests")

@@ -1,18 +1,19 @@
 """The `maas-gateway` command: serve the gateway, run the simulator alone, make tokens, export
-contracts, build trusted-document manifests and upload images; a module for each command."""
+contracts, build trusted-document manifests, upload images and apply a declared image state;
+a module for each command."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from app.cli import documents, export, serve, simulate, tokens, upload
+from app.cli import documents, export, images, serve, simulate, tokens, upload
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (serve, simulate, upload, tokens, export, documents):
+    for command in (serve, simulate, upload, images, tokens, export, documents):
         command.register(commands)
     return parser
 

@@ -21,9 +21,11 @@ from graphql import (
     SelectionSetNode,
     parse,
 )
+from graphql import validate as validate_rules
 from graphql.validation import ASTValidationRule
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 # GraphQL's lexical tokens (spec §2.1); comments, commas and white space are ignored. Where it
 # errs it counts fewer tokens than the parser, which still enforces the exact limit.
@@ -226,8 +228,9 @@ def _count(number: int) -> str:
 
 
 Validate = Callable[
-    [GraphQLSchema, DocumentNode, tuple[type[ASTValidationRule], ...]], list[GraphQLError]
+    [GraphQLSchema, DocumentNode, tuple[type[ASTValidationRule], ...], bool], list[GraphQLError]
 ]
+"""(schema, document, rules, hide suggestions) -> errors."""
 
 
 def cached_validation(limits: Limits, maxsize: int) -> Validate:
@@ -239,8 +242,13 @@ def cached_validation(limits: Limits, maxsize: int) -> Validate:
         schema: GraphQLSchema,
         document: DocumentNode,
         rules: tuple[type[ASTValidationRule], ...],
+        hide_suggestions: bool = False,
     ) -> list[GraphQLError]:
-        return limits.errors(document) or validate_document(schema, document, rules)
+        # strawberry's validate_document, with graphql-core's hide_suggestions passed on.
+        every = (*rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        return limits.errors(document) or validate_rules(
+            schema, document, every, hide_suggestions=hide_suggestions
+        )
 
     return validate
 
@@ -255,6 +263,13 @@ class Documents:
 
     def checks(self) -> DocumentChecks:
         return DocumentChecks(self.parse, self.validate)
+
+
+def hides_suggestions(context: object) -> bool:
+    """Whether "Did you mean ...?" would tell this caller more of the schema than it may see:
+    always while introspection is off, and for a caller who showed no credential."""
+    identity = getattr(context, "identity", None)
+    return not getattr(context, "introspection", True) or identity is None or not identity.verified
 
 
 class DocumentChecks(SchemaExtension):
@@ -278,6 +293,9 @@ class DocumentChecks(SchemaExtension):
         context = self.execution_context
         if context.graphql_document is not None:
             context.pre_execution_errors = self.validate(
-                context.schema._schema, context.graphql_document, tuple(context.validation_rules)
+                context.schema._schema,
+                context.graphql_document,
+                tuple(context.validation_rules),
+                hides_suggestions(context.context),
             )
         yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import operator
+import re
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -44,10 +45,10 @@ from app.core.errors import Conflict, GatewayError, NotFound, Unauthenticated, V
 from app.graphql import types
 from app.graphql.authorization import Authorize
 from app.graphql.context import GraphQLContext
-from app.graphql.limits import Documents, Limits
+from app.graphql.limits import Documents, Limits, hides_suggestions
 from app.graphql.telemetry import OperationTelemetry, resolver_spans
 from app.observability.context import note_cache
-from app.service import CacheOutcome, ReadLog, track_reads
+from app.service import CacheOutcome, ImagesResult, ReadLog, images_document, track_reads
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,38 @@ class Mutation:
             errors=errors,
         )
 
+    @strawberry.mutation(
+        description="Plan, and unless dryRun carry out, a declared set of boot sources and "
+        "selections, then start the import; the plan is empty when nothing would change."
+    )
+    async def apply_images(
+        self, info: GInfo, input: types.ImagesInput, dry_run: bool = False, prune: bool = False
+    ) -> types.ApplyImagesPayload:
+        ctx = info.context
+
+        async def run() -> ImagesResult:
+            desired = images_document(input.document())
+            return await ctx.service.apply_images(ctx.caller, desired, prune=prune, dry_run=dry_run)
+
+        result, errors = await _attempt(run)
+        if result is None:
+            return types.ApplyImagesPayload(
+                plan=[], applied=False, import_started=False, errors=errors
+            )
+        plan = [
+            types.PlanStep(
+                action=s.action,
+                url=s.url,
+                selection=s.selection,
+                description=s.describe(),
+                changes=s.changes,  # type: ignore[arg-type]
+            )
+            for s in result.plan
+        ]
+        return types.ApplyImagesPayload(
+            plan=plan, applied=result.applied, import_started=result.import_started, errors=[]
+        )
+
     @strawberry.mutation(description="Change a selection; absent fields keep their values.")
     async def update_boot_source_selection(
         self,
@@ -477,7 +510,8 @@ class GatewayErrors(SchemaExtension):
         with track_reads() as reads:
             self.reads = reads
             yield
-        code_errors(self.execution_context.result)
+        hide = hides_suggestions(self.execution_context.context)
+        code_errors(self.execution_context.result, hide_suggestions=hide)
         if reads.outcome is not None:
             note_cache(reads.outcome.value)
 
@@ -489,14 +523,19 @@ class GatewayErrors(SchemaExtension):
         return {"cache": {"stale": True, "staleAgeSeconds": round(reads.stale_age, 3)}}
 
 
-def code_errors(result: Any) -> None:
-    """Replace a result's errors with coded ones (idempotent: coded errors pass unchanged)."""
+def code_errors(result: Any, *, hide_suggestions: bool = False) -> None:
+    """Replace a result's errors with coded ones (idempotent: coded errors pass unchanged);
+    with `hide_suggestions`, graphql-core's "Did you mean ...?" is cut (variable coercion
+    adds it at execution, past validation's hide_suggestions)."""
     errors = getattr(result, "errors", None)
     if result is not None and errors:
-        result.errors = [_coded(error) for error in errors]
+        result.errors = [_coded(error, hide_suggestions) for error in errors]
 
 
-def _coded(error: GraphQLError) -> GraphQLError:
+_SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.DOTALL)
+
+
+def _coded(error: GraphQLError, hide_suggestions: bool = False) -> GraphQLError:
     original = error.original_error
     if isinstance(original, Unauthenticated):
         message, extensions = unauthenticated_message(original), {"code": original.code}
@@ -513,6 +552,8 @@ def _coded(error: GraphQLError) -> GraphQLError:
     else:
         log.error("unexpected error in a resolver", exc_info=original)
         message, extensions = "Internal error.", {"code": "INTERNAL"}
+    if hide_suggestions:
+        message = _SUGGESTION.sub("", message)
     return GraphQLError(
         message,
         nodes=error.nodes,

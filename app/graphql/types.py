@@ -257,6 +257,59 @@ class ImageFilter:
         return models.ImageSelector(os=self.os, release=self.release, arches=arches)
 
 
+@strawberry.input(description="A selection a declared source must have.")
+class DesiredSelectionInput:
+    os: str
+    release: str
+    arches: list[str] = strawberry.field(default_factory=lambda: ["*"])
+    subarches: list[str] = strawberry.field(default_factory=lambda: ["*"])
+    labels: list[str] = strawberry.field(default_factory=lambda: ["*"])
+
+
+@strawberry.input(description="A boot source as declared, with its selections.")
+class DesiredSourceInput:
+    url: str
+    keyring_filename: str | None = None
+    keyring_data: str | None = strawberry.field(default=None, description="Base64-encoded.")
+    selections: list[DesiredSelectionInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="The boot sources and selections MAAS should have.")
+class ImagesInput:
+    boot_sources: list[DesiredSourceInput]
+
+    def document(self) -> dict[str, Any]:
+        """The same document `maas-gateway images apply` reads, for the service to check."""
+        return {
+            "boot-sources": [
+                {
+                    "url": s.url,
+                    "keyring-filename": s.keyring_filename,
+                    "keyring-data": s.keyring_data,
+                    "selections": [vars(x) for x in s.selections],
+                }
+                for s in self.boot_sources
+            ]
+        }
+
+
+@strawberry.type(description="One change of a plan.")
+class PlanStep:
+    action: str = strawberry.field(description="create, update or delete.")
+    url: str
+    selection: str | None = strawberry.field(description="os/release; null for the source.")
+    description: str
+    changes: strawberry.scalars.JSON
+
+
+@strawberry.type
+class ApplyImagesPayload:
+    plan: list[PlanStep]
+    applied: bool = strawberry.field(description="false for a dry run, or when nothing changes.")
+    import_started: bool
+    errors: list[UserError]
+
+
 @strawberry.type(description="The images a filter matches, and whether all are complete.")
 class Readiness:
     ready: bool = strawberry.field(

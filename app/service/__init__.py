@@ -11,17 +11,31 @@ from app.service.boot import (
     cache_policies,
     track_reads,
 )
+from app.service.images import (
+    DesiredSelection,
+    DesiredSource,
+    ImagesResult,
+    ImagesSpec,
+    PlanStep,
+    images_document,
+)
 
 __all__ = [
     "RESOURCE_FAMILIES",
     "BootService",
     "CacheOutcome",
     "Caller",
+    "DesiredSelection",
+    "DesiredSource",
     "DocumentStore",
     "Family",
+    "ImagesResult",
+    "ImagesSpec",
+    "PlanStep",
     "ReadLog",
     "StoredResponse",
     "cache_policies",
     "document_hash",
+    "images_document",
     "track_reads",
 ]

@@ -7,7 +7,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -40,6 +48,7 @@ from app.maas.client import MaasClient
 
 if TYPE_CHECKING:
     from app.cache.redis import RedisBackend
+from app.service.images import DesiredSource, ImagesResult, apply_images
 from app.service.payloads import to_boot_resource, to_boot_source, to_selection
 from app.service.progress import ImportProgressHub
 
@@ -519,6 +528,17 @@ class BootService:
         finally:
             self.cache.invalidate(Family.SELECTIONS, scope=source_id)
         return to_selection(updated)
+
+    async def apply_images(
+        self,
+        caller: Caller,
+        desired: Sequence[DesiredSource],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> ImagesResult:
+        """Plan, and unless `dry_run` carry out, a declared set of sources and selections."""
+        return await apply_images(self, caller, desired, prune=prune, dry_run=dry_run)
 
     async def ensure_selection(
         self,

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.cli.server import BackgroundServer
-from app.core.errors import ALL_ERRORS
+from app.core.errors import ALL_ERRORS, UpstreamUnavailable
 from app.core.settings import Settings
 from app.main import create_app
 from app.rest import install_error_handlers
@@ -119,7 +119,7 @@ async def test_every_gateway_error_and_a_crash_render_as_the_envelope() -> None:
 
     @app.get("/retry")
     async def retry() -> None:
-        raise ALL_ERRORS[-2]("down", retry_after=2.5)
+        raise UpstreamUnavailable("down", retry_after=2.5)
 
     @app.get("/crash")
     async def crash() -> None:
@@ -148,7 +148,7 @@ def test_openapi_documents_the_envelope_and_a_model_for_every_route() -> None:
     app = create_app(Settings.model_construct())
     spec = app.openapi()
     rest = {p: ops for p, ops in spec["paths"].items() if p.startswith("/api/v1")}
-    assert len(rest) == 8
+    assert len(rest) == 11
     envelope_ref = "#/components/schemas/ErrorEnvelope"
     for path, operations in rest.items():
         for method, operation in operations.items():
