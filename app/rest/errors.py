@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match
 
@@ -98,6 +98,9 @@ async def _on_request_validation(request: Request, exc: Exception) -> Response:
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI makes any failure to read a body a 400, the client's leaving included.
+        return await _on_client_gone(request, exc.__cause__)
     status = exc.status_code
     code = _HTTP_CODES.get(status, "INTERNAL" if status >= 500 else f"HTTP_{status}")
     if status == 404 and exc.detail == HTTPStatus.NOT_FOUND.phrase:
@@ -135,8 +138,20 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return envelope(500, "INTERNAL", "internal error")
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""nginx's status for a client that left before it was answered: no server fault."""
+
+
+async def _on_client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody is there to read an answer; the status tells the access line and the metrics
+    # what happened, apart from 5xx, and no traceback is logged.
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error of the app (REST routes, unknown routes, 405s) as the envelope."""
+    """Render every error of the app (REST routes, unknown routes, 405s) as the envelope; a
+    client that leaves mid-request is a 499, never a 500."""
+    app.add_exception_handler(ClientDisconnect, _on_client_gone)
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(HTTPException, _on_http_exception)
