@@ -22,7 +22,7 @@ from app.graphql.operations import OperationTargets
 from app.graphql.persisted import PersistedDocuments, load_manifest
 from app.graphql.router import GatewayGraphQL
 from app.graphql.schema import GatewaySchema, build_schema
-from app.http.admission import GRAPHQL_PATH, Admission
+from app.http.admission import GRAPHQL_PATH, Admission, WebSocketAdmission
 from app.http.cors import cors
 from app.http.pipeline import Pipeline
 from app.http.stored_answers import StoredAnswers
@@ -103,6 +103,10 @@ def create_app(
         admission=Admission.from_settings(settings, callers),
         answers=answers,
         cors=cors(app.handle, settings),
+        websockets=WebSocketAdmission(
+            max_pending=settings.graphql_ws_max_pending,
+            max_pending_per_client=settings.graphql_ws_max_pending_per_client,
+        ),
     )
     return app
 

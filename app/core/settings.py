@@ -154,6 +154,19 @@ class Settings(BaseSettings):
         description="Apollo persisted-query manifest (maas-gateway documents builds one); "
         "needed for trusted, and its documents are known by hash in apq too.",
     )
+    graphql_ws_max_pending: PositiveInt = Field(
+        default=1000,
+        description="GraphQL WebSockets that may be open and not yet signed in, in all; more "
+        "are refused at the handshake.",
+    )
+    graphql_ws_max_pending_per_client: PositiveInt = Field(
+        default=50,
+        description="The same, per client address.",
+    )
+    graphql_max_subscriptions_per_principal: PositiveInt = Field(
+        default=1000,
+        description="Subscriptions one principal may hold open at once, over all its sockets.",
+    )
     graphql_ws_init_timeout: PositiveFloat = Field(
         default=10.0,
         description="Seconds a GraphQL WebSocket may stay open without connection_init before "

@@ -467,10 +467,10 @@ class Subscription:
         ] = False,
     ) -> AsyncGenerator[types.ImportProgress, None]:
         ctx = info.context
-        async for snapshot in ctx.service.progress.subscribe(ctx.caller):
-            yield snapshot  # type: ignore[misc]
-            if until_import_ends and not snapshot.importing:
-                return
+        # Checked here, not in the stream: an error before its first snapshot would end the
+        # subscription with a bare `complete`, while this one is an error frame with its code.
+        ctx.service.progress.check_room(ctx.caller)
+        return _progress(ctx, until_import_ends)  # type: ignore[return-value]
 
     @strawberry.subscription(
         description="The filter's images as they import; completes once every one's newest set "
@@ -495,6 +495,15 @@ class Subscription:
             ctx.caller, selector, stall=stall_seconds
         ):
             yield readiness  # type: ignore[misc]
+
+
+async def _progress(
+    ctx: GraphQLContext, until_import_ends: bool
+) -> AsyncGenerator[models.ImportProgress, None]:
+    async for snapshot in ctx.service.progress.subscribe(ctx.caller):
+        yield snapshot
+        if until_import_ends and not snapshot.importing:
+            return
 
 
 class GatewayErrors(SchemaExtension):

@@ -36,6 +36,7 @@ from app.core.errors import GatewayError, RateLimited, Unauthenticated
 from app.graphql.context import GraphQLContext
 from app.graphql.operations import UnchosenOperation, operation_to_run
 from app.graphql.schema import GatewaySchema, code_errors
+from app.http.admission import SIGNED_IN_KEY
 
 
 class WebSocketView(Protocol):
@@ -198,6 +199,9 @@ async def sign_in(view: WebSocketView, context: GraphQLContext, payload: dict[st
 
     context.throttle = throttle
     context.sign_in(identity)
+    signed_in = websocket.scope.get(SIGNED_IN_KEY)
+    if signed_in is not None:
+        signed_in()  # no longer one of the sockets waiting to sign in
 
 
 def _operation_problem(view: WebSocketView, payload: Any) -> GraphQLError | None:

@@ -4,6 +4,8 @@ and callers over their rate (429)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.types import Message, Receive, Scope, Send
 
 from app.auth.identity import CallerResolver, Identity, unauthenticated
@@ -124,3 +126,48 @@ def _has_query(scope: Scope) -> bool:
         or b"&query=" in query
         or b"&extensions=" in query
     )
+
+
+SIGNED_IN_KEY = "maas_gateway.websocket_signed_in"
+"""In a websocket's scope: what its handler calls once the socket has signed in."""
+
+
+class WebSocketAdmission:
+    """Caps on websockets that are open but not signed in, per client address and in all: a
+    crowd of idle sockets that never send connection_init cannot pile up. A socket stops
+    counting once it signs in (SIGNED_IN_KEY) or closes."""
+
+    def __init__(self, *, max_pending: int, max_pending_per_client: int) -> None:
+        self.max_pending = max_pending
+        self.max_pending_per_client = max_pending_per_client
+        self.pending = 0
+        self._by_client: dict[str, int] = {}
+
+    def admit(self, scope: Scope) -> Callable[[], None] | None:
+        """A release to call when the socket signs in or closes (idempotent), or None when a
+        cap is reached and the handshake is to be refused."""
+        client = scope.get("client")
+        address = client[0] if client else ""
+        if (
+            self.pending >= self.max_pending
+            or self._by_client.get(address, 0) >= self.max_pending_per_client
+        ):
+            return None
+        self.pending += 1
+        self._by_client[address] = self._by_client.get(address, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self.pending -= 1
+            left = self._by_client[address] - 1
+            if left:
+                self._by_client[address] = left
+            else:
+                del self._by_client[address]
+
+        scope[SIGNED_IN_KEY] = release
+        return release

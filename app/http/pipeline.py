@@ -13,7 +13,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.auth.identity import Identity
 from app.core.errors import GatewayError, PayloadTooLarge
 from app.core.permissions import Permission
-from app.http.admission import API_PREFIX, GRAPHQL_PATH, Admission, CountedBody
+from app.http.admission import (
+    API_PREFIX,
+    GRAPHQL_PATH,
+    Admission,
+    CountedBody,
+    WebSocketAdmission,
+)
 from app.http.errors import refuse
 from app.http.exchange import Exchange
 from app.http.stored_answers import (
@@ -54,8 +60,10 @@ class Pipeline:
         admission: Admission,
         answers: StoredAnswers | None,
         cors: CORSMiddleware | None = None,
+        websockets: WebSocketAdmission | None = None,
     ) -> None:
         self.app = app
+        self.websockets = websockets
         self.telemetry = telemetry
         self.admission = admission
         self.answers = answers
@@ -152,10 +160,22 @@ class Pipeline:
         await _in_context(exchange, self.admission.callers.confirm(identity))
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await self.telemetry.websocket(self.app, scope, receive, send)
-        else:
+        if scope["type"] != "websocket":
             await self.app(scope, receive, send)
+            return
+        sockets = self.websockets
+        release = sockets.admit(scope) if sockets is not None else None
+        if sockets is not None and release is None:
+            # Too many sockets wait to sign in: refused before accept (an HTTP 403 to the
+            # client), so none of them costs a handler.
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1013, "reason": "Try again later"})
+            return
+        try:
+            await self.telemetry.websocket(self.app, scope, receive, send)
+        finally:
+            if release is not None:
+                release()
 
 
 async def _in_context(exchange: Exchange, work: Awaitable[None]) -> None:

@@ -150,7 +150,11 @@ class BootService:
             if settings.response_cache_ttl > 0
             else None
         )
-        self.progress = ImportProgressHub(self, interval=settings.import_poll_interval)
+        self.progress = ImportProgressHub(
+            self,
+            interval=settings.import_poll_interval,
+            max_per_principal=settings.graphql_max_subscriptions_per_principal,
+        )
         # Persisted GraphQL documents; shared through Redis when the app configures it.
         self.documents = DocumentStore()
         self._policies = cache_policies(settings)

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
 from app.cache import StoredResponse as StoredResponse  # what stored_response hands the faces
-from app.core.errors import GatewayError, ImportStalled
+from app.core.errors import GatewayError, ImportStalled, RateLimited
 from app.core.models import (
     BootResourceFilter,
     BootResourceType,
@@ -29,9 +29,12 @@ class ImportProgressHub:
     """One poller per principal serves every subscriber; it polls only while someone listens
     and pushes a snapshot only when it differs from the last one."""
 
-    def __init__(self, service: BootService, *, interval: float) -> None:
+    def __init__(
+        self, service: BootService, *, interval: float, max_per_principal: int = 1000
+    ) -> None:
         self._service = service
         self._interval = interval
+        self._max_per_principal = max_per_principal
         self._pollers: dict[str, _Poller] = {}
         self._closed = False
         self._emptied: asyncio.Event | None = None
@@ -79,6 +82,15 @@ class ImportProgressHub:
             ],
         )
 
+    def check_room(self, caller: Caller) -> None:
+        """Raise RateLimited when the caller already holds its cap of subscriptions."""
+        poller = self._pollers.get(caller.principal)
+        if poller is not None and poller.subscribers >= self._max_per_principal:
+            raise RateLimited(
+                f"at most {self._max_per_principal} subscriptions at once for one caller",
+                details={"limit": self._max_per_principal},
+            )
+
     async def until_ready(
         self, caller: Caller, selector: ImageSelector, *, stall: float | None
     ) -> AsyncIterator[Readiness]:
@@ -105,6 +117,7 @@ class ImportProgressHub:
     async def subscribe(self, caller: Caller) -> AsyncGenerator[ImportProgress, None]:
         if self._closed:
             return
+        self.check_room(caller)
         poller = self._pollers.get(caller.principal)
         if poller is None:
             poller = self._pollers[caller.principal] = _Poller(self, caller)
