@@ -97,6 +97,11 @@ class BootSource:
     keyring_data: str
     created: datetime | None
     updated: datetime | None
+    # MAAS 3.8's own fields (maas-api.md §6.1); None from earlier versions.
+    name: str | None = None
+    priority: int | None = None
+    enabled: bool | None = None
+    skip_keyring_verification: bool | None = None
 
 
 class EnsureOutcome(StrEnum):

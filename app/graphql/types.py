@@ -182,6 +182,14 @@ class BootSource:
     keyring_data: str = strawberry.field(description="The keyring, base64-encoded.")
     created: datetime | None
     updated: datetime | None
+    name: str | None = strawberry.field(description="MAAS 3.8 and later; null before.")
+    priority: int | None = strawberry.field(
+        description="Higher imports first. MAAS 3.8 and later; null before."
+    )
+    enabled: bool | None = strawberry.field(description="MAAS 3.8 and later; null before.")
+    skip_keyring_verification: bool | None = strawberry.field(
+        description="MAAS 3.8 and later; null before."
+    )
     selections: list[models.BootSourceSelection] = strawberry.field(
         resolver=resolve_selections,
         graphql_type=list[Annotated["BootSourceSelection", strawberry.lazy("app.graphql.types")]],

@@ -106,6 +106,14 @@ class BootSourceOut(BaseModel):
     keyring_data: str = Field(description="Base64 of the keyring's bytes, or empty.")
     created: datetime | None
     updated: datetime | None
+    name: str | None = Field(default=None, description="MAAS 3.8 and later; null before.")
+    priority: int | None = Field(
+        default=None, description="Higher imports first. MAAS 3.8 and later; null before."
+    )
+    enabled: bool | None = Field(default=None, description="MAAS 3.8 and later; null before.")
+    skip_keyring_verification: bool | None = Field(
+        default=None, description="MAAS 3.8 and later; null before."
+    )
 
 
 class SelectionOut(BaseModel):

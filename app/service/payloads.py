@@ -84,6 +84,10 @@ def to_boot_source(source: maas.BootSource) -> BootSource:
         keyring_data=source.keyring_data or "",
         created=_timestamp(source.created),
         updated=_timestamp(source.updated),
+        name=source.name,
+        priority=source.priority,
+        enabled=source.enabled,
+        skip_keyring_verification=source.skip_keyring_verification,
     )
 
 
