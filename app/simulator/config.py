@@ -154,6 +154,16 @@ class MaasVersion:
         return "jammy" if self.at_least(3, 2) else "focal"
 
     @property
+    def seeded_releases(self) -> tuple[str, ...]:
+        """The Ubuntu LTS releases a region of this version selects: those out when it was
+        (3.1 shipped before jammy, 3.4 before noble)."""
+        if self.at_least(3, 5):
+            return ("jammy", "noble")
+        if self.at_least(3, 2):
+            return ("focal", "jammy")
+        return ("bionic", "focal")
+
+    @property
     def typed_oauth_bad_request(self) -> bool:
         """Only HEAD (3.8) answers a non-integer oauth_timestamp with 400 (maas-api.md §2.3)."""
         return self.at_least(3, 8)

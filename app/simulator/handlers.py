@@ -371,8 +371,13 @@ class Region:
             sha256=upload.sha256,
             size=upload.size,
             keep_old=upload.keep_old,
+            # Up to 3.4 files are shared large objects: known content makes the new file
+            # complete. 3.5+ stores files apart, so it must be uploaded again (maas-api.md §0).
             complete=upload.content_complete
-            or self.state.content_stored(upload.sha256, upload.size),
+            or (
+                not self.version.at_least(3, 5)
+                and self.state.content_stored(upload.sha256, upload.size)
+            ),
         )
         return emit(rep.resource_dict(resource, self.version, with_sets=True), 201)
 

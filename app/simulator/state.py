@@ -36,7 +36,18 @@ SUPPORTED_OSYSTEMS: tuple[str, ...] = (
 )
 LINUX_OSYSTEMS: tuple[str, ...] = ("ubuntu", "centos", "rhel", "ol")
 UBUNTU_CODENAMES: frozenset[str] = frozenset(
-    {"xenial", "bionic", "focal", "jammy", "kinetic", "lunar", "mantic", "noble", "oracular"}
+    {
+        "xenial",
+        "bionic",
+        "focal",
+        "jammy",
+        "kinetic",
+        "lunar",
+        "mantic",
+        "noble",
+        "oracular",
+        "plucky",
+    }
 )
 
 # Upload `filetype` parameter → stored BOOT_RESOURCE_FILE_TYPE (maas-api.md §5.8).
@@ -64,10 +75,15 @@ _XINSTALL_TYPES = frozenset({"squashfs", "root-image.gz", "root-tgz", "root-dd"}
 # Seeded timestamps are relative to this instant, so a seed always gives the same state.
 REFERENCE_TIME = datetime(2025, 6, 2, 8, 0, 0, tzinfo=UTC)
 
+# What images.maas.io offers: LTS releases and the interim ones after noble, so a client can
+# select a release the region does not have yet.
 _UBUNTU_RELEASES: tuple[tuple[str, str], ...] = (
+    ("bionic", "18.04"),
     ("focal", "20.04"),
     ("jammy", "22.04"),
     ("noble", "24.04"),
+    ("oracular", "24.10"),
+    ("plucky", "25.04"),
 )
 _ARCHES: tuple[str, ...] = ("amd64", "arm64", "ppc64el", "s390x")
 # (os, release, arch, file name of the bootloader archive)
@@ -152,7 +168,8 @@ def image_index(url: str) -> tuple[ImageProduct, ...]:
     products: list[ImageProduct] = []
     for release, series in _UBUNTU_RELEASES:
         labels = stream_labels + (noble_extra if release == "noble" else ())
-        title = f"Ubuntu {series} LTS"
+        lts = series.endswith(".04") and int(series[:2]) % 2 == 0
+        title = f"Ubuntu {series} LTS" if lts else f"Ubuntu {series}"
         for arch in _ARCHES:
             for subarch in ("generic", f"ga-{series}", f"hwe-{series}"):
                 for label in labels:
@@ -401,7 +418,7 @@ class MaasState:
             priority=1,
         )
         self.sources[default_source.id] = default_source
-        releases = ["jammy", "noble"]
+        releases = list(self.version.seeded_releases)
         if self.version.commissioning_release not in releases:
             releases.insert(0, self.version.commissioning_release)
         for release in releases:

@@ -71,7 +71,7 @@ async def test_upload_streams_sequential_chunks_and_returns_the_complete_resourc
     assert sim.count("POST", "/boot-resources/$") == 1
 
 
-async def test_upload_of_content_maas_already_has_sends_no_chunks(
+async def test_upload_of_content_maas_already_has_is_sent_again_from_3_5(
     maas: MaasClient, sim: SimulatorControl
 ) -> None:
     await maas.upload_boot_resource("custom-one", ARCH, stream(CONTENT), len(CONTENT), SHA256)
@@ -83,7 +83,23 @@ async def test_upload_of_content_maas_already_has_sends_no_chunks(
     newest = again.newest_set
     assert newest is not None
     assert newest.complete
-    assert sim.count("PUT", UPLOADS) == 5
+    assert sim.count("PUT", UPLOADS) == 10  # 3.5 stores files apart (maas-api.md §0)
+
+
+async def test_upload_of_content_maas_already_has_sends_no_chunks_up_to_3_4() -> None:
+    from app.simulator import SimulatorConfig, create_simulator
+
+    config = SimulatorConfig(admin_key=ADMIN_KEY, seed=1, maas_version="3.4")
+    with BackgroundServer(create_simulator(config)) as server:
+        sim = SimulatorControl(server.url)
+        credentials = MaasCredentials.from_key(ADMIN_KEY)
+        async with MaasClient(sim.maas_url, credentials, chunk_size=CHUNK) as maas:
+            await maas.upload_boot_resource("one", ARCH, stream(CONTENT), len(CONTENT), SHA256)
+            again = await maas.upload_boot_resource(
+                "two", ARCH, stream(CONTENT), len(CONTENT), SHA256
+            )
+        assert again.newest_set is not None and again.newest_set.complete
+        assert sim.count("PUT", UPLOADS) == 5  # the second shares the stored large object
 
 
 async def test_sha256_mismatch_withholds_the_last_chunk_and_deletes_the_resource(

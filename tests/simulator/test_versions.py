@@ -204,3 +204,56 @@ async def test_content_length_message_spelling(version: str, spelled: str) -> No
         )
 
     assert response.text == f"Content-Length doesn't equal size of {spelled} data."
+
+
+@pytest.mark.parametrize(
+    ("version", "seeded"),
+    [
+        ("2.9", {"bionic", "focal"}),
+        ("3.1", {"bionic", "focal"}),
+        ("3.2", {"focal", "jammy"}),
+        ("3.4", {"focal", "jammy"}),
+        ("3.5", {"jammy", "noble"}),
+        ("3.8", {"jammy", "noble"}),
+    ],
+)
+def test_a_region_selects_the_releases_out_when_its_version_was(
+    maas_for: Clients, version: str, seeded: set[str]
+) -> None:
+    admin, _ = maas_for(maas_version=version)
+    selections = admin.get("boot-sources/1/selections/").json()
+    assert {s["release"] for s in selections} == seeded
+    synced = {r["name"] for r in admin.get("boot-resources/").json() if r["type"] == "Synced"}
+    assert {n for n in synced if n.startswith("ubuntu/")} == {f"ubuntu/{r}" for r in seeded}
+
+
+@pytest.mark.parametrize("release", ["bionic", "oracular", "plucky", "noble"])
+def test_a_client_can_select_a_release_the_region_does_not_have(
+    maas_for: Clients, release: str
+) -> None:
+    admin, _ = maas_for(maas_version="3.1")
+    created = admin.post(
+        "boot-sources/1/selections/",
+        fields=[("os", "ubuntu"), ("release", release), ("arches", "amd64")],
+    )
+    if release == "bionic":  # already selected on 3.1
+        assert created.status_code == 400, created.text
+    else:
+        assert created.status_code == 200, created.text
+        assert created.json()["release"] == release
+
+
+@pytest.mark.parametrize(("version", "complete"), [("3.4", True), ("3.5", False), ("3.8", False)])
+def test_known_content_is_shared_up_to_3_4_and_uploaded_again_from_3_5(
+    maas_for: Clients, version: str, complete: bool
+) -> None:
+    admin, _ = maas_for(maas_version=version)
+    content = b"same bytes" * 100
+    first = admin.post("boot-resources/", fields=_upload_fields("first", content)).json()
+    uploaded = _only_file(first)
+    assert admin.upload(uploaded["upload_uri"], content).status_code == 200
+    again = _only_file(
+        admin.post("boot-resources/", fields=_upload_fields("again", content)).json()
+    )
+    assert again["complete"] is complete
+    assert ("upload_uri" in again) is not complete
