@@ -14,6 +14,7 @@ MODULES: tuple[str, ...] = (
     "bench.rest",
     "bench.load",
     "bench.replicas",
+    "bench.idle_sockets",
 )
 """Every benchmark module; importing one registers its benchmarks."""
 

@@ -1,0 +1,124 @@
+"""Idle WebSockets: 2,000 sockets that never sign in, opened and closed against one gateway;
+its memory must come back, and with the default caps most are refused at the handshake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
+
+from bench import Result, at_most, benchmark
+from bench.serve import ServerProcess, server_process
+from bench.upstream import simulator_process
+
+SOCKETS = 2000
+PROTOCOL = Subprotocol("graphql-transport-ws")
+
+
+@benchmark("websocket-idle")
+def idle_sockets() -> list[Result]:
+    """RSS after 2,000 idle sockets closed, against before them (caps raised so all are
+    admitted); and how many the default caps admit from one address."""
+    with simulator_process(latency_ms=0, resources=50) as maas_url:
+        with (
+            _env(GRAPHQL_WS_MAX_PENDING="5000", GRAPHQL_WS_MAX_PENDING_PER_CLIENT="5000"),
+            server_process("gateway", maas_url) as gateway,
+        ):
+            before, peak, after = asyncio.run(_open_and_close(gateway))
+        with server_process("gateway", maas_url) as gateway:
+            admitted = asyncio.run(_admitted(gateway))
+    target, passed = at_most(after / before, 1.10)
+    mib = 1024 * 1024
+    return [
+        Result(
+            f"RSS after {SOCKETS} idle sockets closed vs before them, MiB",
+            after / mib,
+            before / mib,
+            after / before,
+            target,
+            passed,
+            unit="MiB",
+        ),
+        Result(
+            f"RSS with {SOCKETS} idle sockets open (information), MiB",
+            peak / mib,
+            before / mib,
+            peak / before,
+            "",
+            None,
+            unit="MiB",
+        ),
+        Result(
+            f"idle sockets the default caps admit from one address, of {SOCKETS}",
+            float(admitted),
+            float(SOCKETS),
+            admitted / SOCKETS,
+            "info",
+            None,
+            unit="",
+        ),
+    ]
+
+
+async def _open_and_close(gateway: ServerProcess) -> tuple[int, int, int]:
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    await _close_all(await _open(url, 100))  # warm: the first sockets allocate once
+    before = _settled_rss(gateway)
+    sockets = await _open(url, SOCKETS)
+    peak = gateway.rss_bytes()
+    await _close_all(sockets)
+    return before, peak, _settled_rss(gateway)
+
+
+async def _admitted(gateway: ServerProcess) -> int:
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    sockets = await _open(url, SOCKETS)
+    count = len(sockets)
+    await _close_all(sockets)
+    return count
+
+
+async def _open(url: str, count: int) -> list[ClientConnection]:
+    async def one() -> ClientConnection | None:
+        try:
+            return await connect(url, subprotocols=[PROTOCOL], open_timeout=60)
+        except InvalidStatus:
+            return None  # refused at the handshake
+
+    opened = await asyncio.gather(*(one() for _ in range(count)))
+    return [s for s in opened if s is not None]
+
+
+async def _close_all(sockets: list[ClientConnection]) -> None:
+    await asyncio.gather(*(s.close() for s in sockets))
+
+
+def _settled_rss(gateway: ServerProcess) -> int:
+    """The lowest RSS over two seconds: freed memory is returned over a few collections."""
+    lowest = gateway.rss_bytes()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        lowest = min(lowest, gateway.rss_bytes())
+    return lowest
+
+
+@contextlib.contextmanager
+def _env(**settings: str) -> Iterator[None]:
+    names = {f"MAAS_GATEWAY_{k}": v for k, v in settings.items()}
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
