@@ -13,7 +13,7 @@ import httpx
 import yaml
 from tqdm import tqdm
 
-from app.cli.reporting import fail
+from app.cli.reporting import add_token_options, fail, resolve_token
 from app.core.errors import ValidationFailed
 from app.service import images_document
 
@@ -29,14 +29,18 @@ class ApplyFailed(Exception):
 def register(commands: Any) -> None:
     images = commands.add_parser("images", help="declare boot sources and selections in a file")
     actions = images.add_subparsers(dest="action", required=True)
-    apply = actions.add_parser("apply", help="plan, then apply, the file's declared state")
+    apply = actions.add_parser(
+        "apply",
+        help="plan, then apply, the file's declared state",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     apply.add_argument("file", help="YAML with boot-sources and their selections")
     apply.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     apply.add_argument("--prune", action="store_true", help="delete what the file leaves out")
     apply.add_argument("--wait", action="store_true", help="wait until the images are complete")
     apply.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits")
     apply.add_argument("--gateway", default="http://127.0.0.1:8000", help="the gateway's base URL")
-    apply.add_argument("--token", help="a gateway bearer token, when the gateway needs one")
+    add_token_options(apply)
     apply.set_defaults(handler=run)
 
 
@@ -46,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
         document = read_document(path)
     except ApplyFailed as error:
         return fail(str(error))
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    try:
+        token = resolve_token(args)
+    except OSError as error:
+        return fail(f"{args.token_file}: {error.strerror}")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         with httpx.Client(base_url=args.gateway, headers=headers, timeout=60) as client:
             plan = post_apply(client, document, dry_run=True, prune=args.prune)["plan"]

@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from app import __version__
 from app.cli import documents, export, images, serve, simulate, tokens, upload
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas-gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"maas-gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in (serve, simulate, upload, images, tokens, export, documents):
         command.register(commands)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -22,3 +25,22 @@ def describe_settings_error(error: ValidationError) -> str:
         reason = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"invalid setting {name}: {reason}")
     return "\n".join(lines)
+
+
+def add_token_options(parser: argparse.ArgumentParser) -> None:
+    """--token, and --token-file for what `ps` and shell history must not show."""
+    parser.add_argument(
+        "--token",
+        help="a gateway bearer token (visible to ps; prefer MAAS_GATEWAY_TOKEN or --token-file)",
+    )
+    parser.add_argument("--token-file", help="a file holding the gateway bearer token")
+
+
+def resolve_token(args: argparse.Namespace) -> str | None:
+    """--token, else --token-file's content, else MAAS_GATEWAY_TOKEN; None without one.
+    Raises OSError for a token file that cannot be read."""
+    if args.token:
+        return str(args.token)
+    if args.token_file:
+        return Path(args.token_file).read_text(encoding="utf-8").strip() or None
+    return os.environ.get("MAAS_GATEWAY_TOKEN") or None

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 import orjson
+from tqdm import tqdm
 
-from app.cli.reporting import fail
+from app.cli.reporting import add_token_options, fail, resolve_token
 
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 UPLOAD_PATH = "/api/v1/boot-resources"
@@ -51,14 +51,21 @@ class UploadFailed(Exception):
         return f"{where}{self.code}: {self.message}"
 
 
-def file_digest(path: str | Path, *, block_size: int = DEFAULT_CHUNK_SIZE) -> tuple[int, str]:
+def file_digest(
+    path: str | Path, *, block_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None
+) -> tuple[int, str]:
     """The size and SHA-256 hex digest of a file, read once in blocks."""
     digest = hashlib.sha256()
     size = 0
+    total = Path(path).stat().st_size
     with open(path, "rb") as file:
         while block := file.read(block_size):
             digest.update(block)
             size += len(block)
+            if progress is not None:
+                progress(size, max(total, size))
+    if progress is not None:
+        progress(size, size)
     return size, digest.hexdigest()
 
 
@@ -104,6 +111,7 @@ def upload_file(
     base_image: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Progress | None = None,
+    hashing: Progress | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = 300.0,
     transport: httpx.BaseTransport | None = None,
@@ -115,7 +123,7 @@ def upload_file(
     Raises UploadFailed with the gateway's error (code, message, details) on any failure.
     """
     path = Path(path)
-    size, sha256 = file_digest(path, block_size=chunk_size)
+    size, sha256 = file_digest(path, block_size=chunk_size, progress=hashing)
     params = _upload_params(name, architecture, filetype, title, base_image, size, sha256)
     request_headers = {
         **(headers or {}),
@@ -169,49 +177,35 @@ def _upload_params(
     return params
 
 
-def progress_bar(
-    label: str = "", *, stream: TextIO | None = None, width: int = 30, interval: float = 0.1
-) -> Progress:
-    """A text progress bar on stderr, redrawn in place at most every `interval` seconds."""
-    out = stream if stream is not None else sys.stderr
-    last_time = [0.0]
-    last_width = [0]
+def progress_bar(label: str = "", *, stream: TextIO | None = None) -> Progress:
+    """A tqdm bar on stderr: bytes done, rate and time left."""
+    bar: tqdm[Any] | None = None
 
-    def draw(sent: int, total: int) -> None:
-        now = time.monotonic()
-        done = sent >= total
-        if not done and now - last_time[0] < interval:
-            return
-        last_time[0] = now
-        fraction = sent / total if total else 1.0
-        filled = int(width * fraction)
-        bar = "#" * filled + "-" * (width - filled)
-        prefix = f"{label} " if label else ""
-        line = f"{prefix}[{bar}] {fraction * 100:5.1f}% {_human(sent)}/{_human(total)}"
-        # Pad over a longer previous line ("999.9 KiB" becomes "1.0 MiB").
-        out.write("\r" + line.ljust(last_width[0]))
-        last_width[0] = len(line)
-        if done:
-            out.write("\n")
-        out.flush()
+    def draw(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(
+                total=total,
+                desc=label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=stream if stream is not None else sys.stderr,
+                mininterval=0.1,
+                dynamic_ncols=True,
+            )
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
 
     return draw
 
 
-def _human(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    value, unit = count / 1024, "KiB"
-    for bigger in ("MiB", "GiB", "TiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f} {unit}"
-
-
 def register(commands: Any) -> None:
     upload = commands.add_parser(
-        "upload", help="stream a custom image to MAAS through the gateway's REST API"
+        "upload",
+        help="stream a custom image to MAAS through the gateway's REST API",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     upload.add_argument("file", help="the image file (e.g. a root tarball)")
     upload.add_argument("--name", required=True, help="boot resource name, e.g. custom/alma9")
@@ -220,7 +214,7 @@ def register(commands: Any) -> None:
     upload.add_argument("--filetype", default="tgz", help="MAAS upload type (tgz, ddraw, ...)")
     upload.add_argument("--base-image", help="os/series the custom image is based on")
     upload.add_argument("--gateway", default="http://127.0.0.1:8000", help="the gateway's base URL")
-    upload.add_argument("--token", help="a gateway bearer token, when the gateway needs one")
+    add_token_options(upload)
     upload.add_argument("--quiet", action="store_true", help="no progress bar")
     upload.set_defaults(handler=run)
 
@@ -229,7 +223,11 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         return fail(f"{path}: no such file")
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
+    try:
+        token = resolve_token(args)
+    except OSError as error:
+        return fail(f"{args.token_file}: {error.strerror}")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         resource = upload_file(
             args.gateway,
@@ -239,9 +237,17 @@ def run(args: argparse.Namespace) -> int:
             title=args.title,
             filetype=args.filetype,
             base_image=args.base_image,
-            progress=None if args.quiet else progress_bar(path.name),
+            progress=None if args.quiet else progress_bar(f"upload {path.name}"),
+            hashing=None if args.quiet else progress_bar(f"sha256 {path.name}"),
             headers=headers,
         )
+    except KeyboardInterrupt:
+        # Hanging up mid-stream makes the gateway delete the half-made resource in MAAS.
+        print(
+            "\ninterrupted: upload stopped; the gateway removes the half-made resource",
+            file=sys.stderr,
+        )
+        return 130
     except UploadFailed as error:
         return fail(f"upload failed: {error}")
     except OSError as error:

@@ -262,7 +262,8 @@ def test_upload_streams_a_file_through_the_gateway(
         )
         assert result.returncode == 0, result.stderr
         assert "uploaded boot resource" in result.stdout
-        assert "100.0%" in result.stderr
+        assert "sha256 root.tgz: 100%" in result.stderr  # a bar for the hashing
+        assert "upload root.tgz: 100%" in result.stderr and "B/s" in result.stderr
         failed = subprocess.run(
             [
                 *CLI,

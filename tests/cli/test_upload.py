@@ -140,13 +140,61 @@ def test_upload_file_raises_for_an_answer_that_is_not_an_envelope(image_file: Pa
     assert (caught.value.status, caught.value.code) == (502, "HTTP_502")
 
 
-def test_progress_bar_draws_in_place_and_ends_the_line() -> None:
+def test_progress_bar_shows_bytes_rate_and_time_left() -> None:
     out = io.StringIO()
-    draw = progress_bar("root.tgz", stream=out, width=10, interval=0)
+    draw = progress_bar("root.tgz", stream=out)
     draw(0, 4 * MiB)
     draw(2 * MiB, 4 * MiB)
     draw(4 * MiB, 4 * MiB)
-    lines = out.getvalue().split("\r")[1:]
-    assert lines[0].startswith("root.tgz [----------]   0.0% 0 B/4.0 MiB")
-    assert lines[1].startswith("root.tgz [#####-----]  50.0% 2.0 MiB/4.0 MiB")
-    assert lines[2] == "root.tgz [##########] 100.0% 4.0 MiB/4.0 MiB\n"
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("root.tgz: 100%") and "4.00M/4.00M" in last, last
+    assert "B/s" in last  # the rate
+    assert out.getvalue().endswith("\n")  # the bar is closed, its line ended
+
+
+def test_the_token_comes_from_the_environment_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.cli.main import build_parser
+    from app.cli.reporting import resolve_token
+
+    parse = build_parser().parse_args
+    monkeypatch.setenv("MAAS_GATEWAY_TOKEN", "from-env")
+    assert resolve_token(parse(["upload", "f", "--name", "n", "--architecture", "a"])) == "from-env"
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    args = parse(
+        ["upload", "f", "--name", "n", "--architecture", "a", "--token-file", str(token_file)]
+    )
+    assert resolve_token(args) == "from-file"
+    args = parse(["upload", "f", "--name", "n", "--architecture", "a", "--token", "given"])
+    assert resolve_token(args) == "given"
+
+
+def test_ctrl_c_says_what_was_cleaned_up_and_exits_130(
+    image_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli.main import main
+
+    def interrupted(*_: Any, **__: Any) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(uploader, "upload_file", interrupted)
+    code = main(
+        ["upload", str(image_file), "--name", "custom/x", "--architecture", "amd64/generic"]
+    )
+    assert code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted: upload stopped; the gateway removes the half-made resource"]
+
+
+def test_help_shows_the_defaults_and_version_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    from app import __version__
+    from app.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["upload", "--help"])
+    assert "(default: tgz)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"maas-gateway {__version__}"
