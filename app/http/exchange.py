@@ -69,7 +69,7 @@ class Exchange(RequestRecord):
         # The record's fields (RequestRecord), set here rather than by its __init__: one call
         # less on every request.
         self.operation = self.cache = None
-        self.upstream_calls = 0
+        self.upstream_calls = self.uploaded_bytes = 0
         self.errors = ()
         self.started = time.perf_counter()
 

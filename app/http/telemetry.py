@@ -46,6 +46,7 @@ NO_OPERATION = "none"
 """The operation of a GraphQL request that never reached execution (the GraphiQL page, an
 unreadable body)."""
 UNROUTED = "unrouted"
+STATIC = "static"
 """The operation of a request answered without a route: an unknown path, or one admission
 refused before routing (the status tells which)."""
 REST_PREFIX = "/api/v1"
@@ -98,7 +99,11 @@ def _unlabelled(scope: Scope, api: str) -> str:
     if api == "graphql":
         return NO_OPERATION
     route = scope.get("route")
-    return route.name if route is not None else UNROUTED
+    if route is not None:
+        name: str = route.name
+        return name
+    # Static files (GraphiQL's assets) are mounted, not routed: named apart from strays.
+    return STATIC if scope["path"].startswith("/static/") else UNROUTED
 
 
 def _annotate(
@@ -155,6 +160,9 @@ class Telemetry:
         self.metrics.in_flight[api] -= 1
         operation = record.operation or _unlabelled(scope, api)
         self.metrics.observe_request(api, operation, status, seconds)
+        if record.uploaded_bytes:
+            uploads = self.metrics.upload_bytes
+            uploads[api] = uploads.get(api, 0) + record.uploaded_bytes
         if record.errors:
             self.metrics.observe_graphql_errors(operation, record.errors)
         span = exchange.span

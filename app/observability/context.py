@@ -20,6 +20,8 @@ class RequestRecord:
     upstream_calls: int = 0
     errors: tuple[str, ...] = ()
     """GraphQL error codes of the response."""
+    uploaded_bytes: int = 0
+    """Image bytes this request uploaded to MAAS."""
 
 
 current_request: ContextVar[RequestRecord | None] = ContextVar("current_request", default=None)
@@ -36,6 +38,13 @@ def note_operation(operation: str) -> None:
     record = current_request.get()
     if record is not None:
         record.operation = operation
+
+
+def note_upload(size: int) -> None:
+    """Record the image bytes the current request uploaded to MAAS."""
+    record = current_request.get()
+    if record is not None:
+        record.uploaded_bytes += size
 
 
 def note_cache(outcome: str) -> None:

@@ -41,6 +41,9 @@ MAX_LABEL_VALUES = 100
 caller can grow the series without bound."""
 
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# An image upload runs for minutes: its own buckets, up to an hour.
+UPLOAD_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+UPLOAD_OPERATIONS = frozenset({"upload_boot_resource", "mutation uploadBootResource"})
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 _CACHE_OUTCOMES = (
@@ -119,6 +122,7 @@ class GatewayMetrics:
         """HTTP requests being answered now, by API; the request middleware keeps it."""
         self.requests: dict[tuple[str, str, int], _Cell] = {}
         self.request_seconds: dict[tuple[str, str], _Series] = {}
+        self.upload_bytes: dict[str, int] = {}
         self.upstream: dict[tuple[str, str, str], _Cell] = {}
         self.upstream_seconds: dict[tuple[str, str], _Series] = {}
         self.graphql_errors: dict[tuple[str, str], int] = {}
@@ -146,7 +150,8 @@ class GatewayMetrics:
         label = self._operations[api](operation)
         series = self.request_seconds.get((api, label))
         if series is None:
-            series = self.request_seconds[(api, label)] = _Series(REQUEST_BUCKETS)
+            bounds = UPLOAD_BUCKETS if label in UPLOAD_OPERATIONS else REQUEST_BUCKETS
+            series = self.request_seconds[(api, label)] = _Series(bounds)
         cell = self.requests.get((api, label, status))
         if cell is None:
             cell = self.requests[(api, label, status)] = _Cell(series)
@@ -213,6 +218,14 @@ class _ScrapeTimeCollector(Collector):
             ["api", "operation"],
             metrics.request_seconds,
         )
+        uploaded = CounterMetricFamily(
+            "maas_gateway_upload_bytes",
+            "Image bytes uploaded to MAAS through the gateway, by API.",
+            labels=["api"],
+        )
+        for api, count in metrics.upload_bytes.items():
+            uploaded.add_metric([api], count)
+        yield uploaded
         in_flight = GaugeMetricFamily(
             "maas_gateway_http_requests_in_flight",
             "HTTP requests being answered now, by API.",

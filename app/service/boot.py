@@ -45,6 +45,7 @@ from app.core.models import (
 from app.core.settings import Settings
 from app.maas import models as maas_models
 from app.maas.client import MaasClient
+from app.observability.context import note_upload
 
 if TYPE_CHECKING:
     from app.cache.redis import RedisBackend
@@ -337,6 +338,7 @@ class BootService:
             self.cache.invalidate(Family.IMPORT_STATUS)
         resource = to_boot_resource(uploaded)
         self.cache.invalidate(Family.BOOT_RESOURCE, scope=resource.id)
+        note_upload(size)
         return resource
 
     # Import ----------------------------------------------------------------------------------
