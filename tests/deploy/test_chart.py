@@ -557,3 +557,32 @@ def test_notes_warn_about_demo_mode_and_a_lone_replica_with_a_budget(helm: Helm)
     assert "DEMO MODE" not in lone.stdout
     assert "node drains will" in lone.stdout
     assert "rollout restart deployment/gw-maas-gateway" in lone.stdout
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_every_ci_values_file_gives_the_pod_settings_and_tokens_it_can_start_with(
+    helm: Helm, values: Path
+) -> None:
+    """The ConfigMap's environment and the Secret's tokens file, as the pod would see them,
+    must make settings and tokens the gateway accepts (#12: a tokens line in the wrong format
+    crashed the pod while rendering passed)."""
+    import base64
+
+    from app.auth.tokens import parse_tokens
+
+    manifests = helm.template(values)
+    config = next(
+        m for m in manifests if m["kind"] == "ConfigMap" and "MAAS_GATEWAY_LOG_LEVEL" in m["data"]
+    )
+    environment = {k.removeprefix(ENV_PREFIX).lower(): v for k, v in config["data"].items()}
+    secrets = [m for m in manifests if m["kind"] == "Secret"]
+    files = {
+        key: base64.b64decode(value).decode() if "data" in secret else value
+        for secret in secrets
+        for key, value in (secret.get("data") or secret.get("stringData") or {}).items()
+    }
+    tokens = files.get("gateway-tokens") or files.get("tokens")
+    if tokens is not None:
+        assert parse_tokens(tokens), "the tokens file admits nobody"
+    environment.pop("tokens_file", None)  # mounted by the pod; checked above
+    Settings(**environment)  # every value is one the gateway takes
