@@ -4,17 +4,14 @@ its memory must come back, and with the default caps most are refused at the han
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
-from collections.abc import Iterator
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from bench import Result, at_most, benchmark
-from bench.serve import ServerProcess, server_process
+from bench.serve import ServerProcess, environment, server_process
 from bench.upstream import simulator_process
 
 SOCKETS = 2000
@@ -27,7 +24,10 @@ def idle_sockets() -> list[Result]:
     admitted); and how many the default caps admit from one address."""
     with simulator_process(latency_ms=0, resources=50) as maas_url:
         with (
-            _env(GRAPHQL_WS_MAX_PENDING="5000", GRAPHQL_WS_MAX_PENDING_PER_CLIENT="5000"),
+            environment(
+                MAAS_GATEWAY_GRAPHQL_WS_MAX_PENDING="5000",
+                MAAS_GATEWAY_GRAPHQL_WS_MAX_PENDING_PER_CLIENT="5000",
+            ),
             server_process("gateway", maas_url) as gateway,
         ):
             before, peak, after = asyncio.run(_open_and_close(gateway))
@@ -107,18 +107,3 @@ def _settled_rss(gateway: ServerProcess) -> int:
         time.sleep(0.1)
         lowest = min(lowest, gateway.rss_bytes())
     return lowest
-
-
-@contextlib.contextmanager
-def _env(**settings: str) -> Iterator[None]:
-    names = {f"MAAS_GATEWAY_{k}": v for k, v in settings.items()}
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update(names)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

@@ -9,7 +9,6 @@ reached MAAS, from any replica's own caches or the shared one.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import httpx
 
 from bench import Result, at_most, benchmark
 from bench.asgi import BENCH_TOKEN
-from bench.serve import server_process
+from bench.serve import environment, server_process
 from bench.upstream import simulator_process
 
 REPLICAS = 3
@@ -63,21 +62,6 @@ def redis_server() -> Iterator[str]:
             child.wait()
 
 
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    # The gateway processes read these MAAS_GATEWAY_* settings when they start.
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _run(maas_url: str, redis_url: str, shared: bool) -> tuple[int, float]:
     """(MAAS calls, share of the load's reads answered without MAAS) for one configuration."""
     simulator = maas_url.removesuffix("/MAAS")
@@ -92,7 +76,7 @@ def _run(maas_url: str, redis_url: str, shared: bool) -> tuple[int, float]:
     }
     headers = {"Authorization": f"Bearer {BENCH_TOKEN}"}
     with (
-        _environment(**settings),
+        environment(**settings),
         contextlib.ExitStack() as stack,
         httpx.Client(headers=headers, verify=False, timeout=30) as client,
     ):

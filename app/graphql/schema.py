@@ -176,6 +176,17 @@ def _parse_id(value: str) -> int:
     return number
 
 
+def _declared(input: types.CreateBootSourceSelectionInput) -> dict[str, Any]:
+    """A selection input as the service's keywords (create and ensure take the same)."""
+    return {
+        "os": input.os,
+        "release": input.release,
+        "arches": input.arches,
+        "subarches": input.subarches,
+        "labels": input.labels,
+    }
+
+
 async def _attempt(call: Callable[[], Awaitable[T]]) -> tuple[T | None, list[types.UserError]]:
     """Run a mutation's work; failures a caller can act on (bad ids and input included, raised
     while building the call) become its typed `errors`."""
@@ -235,13 +246,7 @@ class Mutation:
         ctx = info.context
         selection, errors = await _attempt(
             lambda: ctx.service.create_selection(
-                ctx.caller,
-                _parse_id(boot_source_id),
-                os=input.os,
-                release=input.release,
-                arches=input.arches,
-                subarches=input.subarches,
-                labels=input.labels,
+                ctx.caller, _parse_id(boot_source_id), **_declared(input)
             )
         )
         return types.BootSourceSelectionPayload(
@@ -262,13 +267,7 @@ class Mutation:
         ctx = info.context
         ensured, errors = await _attempt(
             lambda: ctx.service.ensure_selection(
-                ctx.caller,
-                _parse_id(boot_source_id),
-                os=input.os,
-                release=input.release,
-                arches=input.arches,
-                subarches=input.subarches,
-                labels=input.labels,
+                ctx.caller, _parse_id(boot_source_id), **_declared(input)
             )
         )
         selection, outcome = ensured if ensured is not None else (None, None)
