@@ -115,10 +115,11 @@ def test_upload_streams_with_length_and_sha256_headers(api: httpx.Client) -> Non
     assert_complete(response.json(), name, len(data), sha256)
 
 
-def test_reuploading_identical_content_is_answered_after_the_whole_body(
+def test_reuploading_identical_content_sends_it_again_from_3_5(
     api: httpx.Client, simulator: BackgroundServer
 ) -> None:
-    """MAAS skips storing content it already has (§5.4); the gateway still reads the body."""
+    """From 3.5 MAAS stores every file apart, so known content is uploaded again (maas-api.md
+    §0; up to 3.4 it skipped it, which tests/maas/test_maas_upload.py covers)."""
     data, sha256 = image()
     name = fresh_name()
     query = params(name, size=len(data), sha256=sha256)
@@ -127,7 +128,7 @@ def test_reuploading_identical_content_is_answered_after_the_whole_body(
     again = api.post("/boot-resources", params=query, content=pieces(data, 64 * 1024))
     assert again.status_code == 201, again.text
     assert_complete(again.json(), name, len(data), sha256)
-    assert calls(simulator, "PUT", "/upload/") == chunk_puts, "nothing sent the second time"
+    assert calls(simulator, "PUT", "/upload/") == 2 * chunk_puts, "sent again, in full"
 
 
 def test_upload_spools_a_body_of_unknown_size_and_hash(api: httpx.Client) -> None:
