@@ -328,12 +328,12 @@ async def _persisted_cpu(maas_url: str) -> Result:
                             raise RuntimeError(answer[:300].decode())
                     cpu[kind] += time.process_time() - started
     per_hash, per_text = cpu["hash"] / 300 * 1000, cpu["text"] / 300 * 1000
-    target, passed = at_most(per_hash / per_text, 1.05)
+    # For information: #14 asks for the figure, not a bound.
     return Result(
         "persisted nested query executed (hash alone) vs its text, CPU ms per request",
         per_hash,
         per_text,
         per_hash / per_text,
-        target,
-        passed,
+        "info",
+        None,
     )
