@@ -175,7 +175,7 @@ class CallerResolver:
         # The response cache's hit path pays for this on every request: a credential seen
         # before maps straight to its identity until the tokens file changes (its generation).
         # A Python dict's randomised hashing gives a timing attack nothing to aim at.
-        if not raw:
+        if raw is None:
             return self.authenticate(None)
         generation = self.tokens.current() if self.tokens is not None else 0
         known = self._by_header.get(raw)
@@ -194,10 +194,11 @@ class CallerResolver:
         """The identity an `Authorization` header value stands for; raises Unauthenticated."""
         if self._maas is None:
             raise RuntimeError("the gateway has not started")
-        if not authorization:
+        if authorization is None:
             if self._anonymous is not None:
                 return self._anonymous
             raise unauthenticated()
+        # Present but empty is a malformed credential like any other, not anonymity.
         scheme, _, credential = authorization.strip().partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:

@@ -261,6 +261,21 @@ def test_a_wrong_token_is_refused_even_when_anonymous_read_is_allowed(
     assert response.status_code == 401
 
 
+@pytest.mark.parametrize("header", ["", "Bearer", "Basic"])
+def test_an_empty_or_bare_authorization_header_is_refused_not_anonymous(
+    start: Start, tokens: dict[str, str], header: str
+) -> None:
+    gateway = start(anonymous_scopes="read")
+    headers = {"Authorization": header}
+    refused = httpx.get(f"{gateway.url}/api/v1/boot-resources", headers=headers, timeout=30)
+    assert refused.status_code == 401, refused.text
+    graphql = httpx.post(
+        f"{gateway.url}/graphql", json={"query": QUERY}, headers=headers, timeout=30
+    )
+    assert graphql.status_code == 401
+    assert "www-authenticate" in refused.headers
+
+
 def test_without_tokens_or_anonymous_access_every_request_is_refused(
     simulator: BackgroundServer, caplog: pytest.LogCaptureFixture
 ) -> None:
