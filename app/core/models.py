@@ -104,6 +104,19 @@ class BootSource:
     skip_keyring_verification: bool | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class SourceOptions:
+    """MAAS 3.8's own boot-source fields, to set (None: left as they are, maas-api.md §6.1)."""
+
+    name: str | None = None
+    priority: int | None = None
+    enabled: bool | None = None
+    skip_keyring_verification: bool | None = None
+
+    def given(self) -> dict[str, str | int | bool]:
+        return {k: v for k in self.__slots__ if (v := getattr(self, k)) is not None}
+
+
 class EnsureOutcome(StrEnum):
     """What ensuring a declared object did: made it, changed it, or found it as declared."""
 

@@ -209,6 +209,7 @@ class Mutation:
                 url=input.url,
                 keyring_filename=input.keyring_filename,
                 keyring_data=types.decode_keyring(input.keyring_data),
+                options=input.options(),
             )
         )
         return types.BootSourcePayload(boot_source=source, errors=errors)  # type: ignore[arg-type]
@@ -225,6 +226,7 @@ class Mutation:
                 url=input.url,
                 keyring_filename=input.keyring_filename,
                 keyring_data=types.decode_keyring(input.keyring_data),
+                options=input.options(),
             )
         )
         return types.BootSourcePayload(boot_source=source, errors=errors)  # type: ignore[arg-type]

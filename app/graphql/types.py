@@ -379,6 +379,19 @@ class CreateBootSourceInput:
     keyring_data: str | None = strawberry.field(
         default=None, description="The keyring bytes, base64-encoded."
     )
+    name: str | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
+    priority: int | None = strawberry.field(
+        default=None, description="Higher imports first. MAAS 3.8 and later."
+    )
+    enabled: bool | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
+    skip_keyring_verification: bool | None = strawberry.field(
+        default=None, description="MAAS 3.8 and later."
+    )
+
+    def options(self) -> models.SourceOptions:
+        return models.SourceOptions(
+            self.name, self.priority, self.enabled, self.skip_keyring_verification
+        )
 
 
 @strawberry.input(description="Changes to a boot source; absent fields keep their values.")
@@ -386,6 +399,19 @@ class UpdateBootSourceInput:
     url: str | None = None
     keyring_filename: str | None = None
     keyring_data: str | None = strawberry.field(default=None, description="base64 keyring.")
+    name: str | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
+    priority: int | None = strawberry.field(
+        default=None, description="Higher imports first. MAAS 3.8 and later."
+    )
+    enabled: bool | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
+    skip_keyring_verification: bool | None = strawberry.field(
+        default=None, description="MAAS 3.8 and later."
+    )
+
+    def options(self) -> models.SourceOptions:
+        return models.SourceOptions(
+            self.name, self.priority, self.enabled, self.skip_keyring_verification
+        )
 
 
 @strawberry.input(description="A new selection: os and release, with arches, subarches, labels.")

@@ -31,6 +31,7 @@ from app.core.errors import (
     UpstreamTimeout,
     ValidationFailed,
 )
+from app.core.models import SourceOptions
 from app.core.settings import Settings
 from app.maas import models
 from app.maas.auth import MaasAuth, MaasCredentials
@@ -556,10 +557,13 @@ class MaasClient:
         *,
         keyring_filename: str | None = None,
         keyring_data: bytes | None = None,
+        options: SourceOptions | None = None,
     ) -> models.BootSource:
-        """`keyring_data` is the raw keyring, sent as a file part (maas-api.md §6.3)."""
+        """`keyring_data` is the raw keyring, sent as a file part (maas-api.md §6.3);
+        `options` are 3.8's own fields, which earlier versions ignore (§6.2)."""
         op = "boot-sources create"
-        form = _form(url=url, keyring_filename=keyring_filename, keyring_data=keyring_data)
+        extra = options.given() if options is not None else {}
+        form = _form(url=url, keyring_filename=keyring_filename, keyring_data=keyring_data, **extra)
         response = await self._call(op, "POST", "boot-sources/", form=form, retry=_Retry.CONNECT)
         return self._parse(op, response, models.BootSource.model_validate)
 
@@ -570,10 +574,12 @@ class MaasClient:
         url: str | None = None,
         keyring_filename: str | None = None,
         keyring_data: bytes | None = None,
+        options: SourceOptions | None = None,
     ) -> models.BootSource:
         """Partial: only the fields given are sent, MAAS keeps the rest (maas-api.md §6.2)."""
         op = "boot-source update"
-        form = _form(url=url, keyring_filename=keyring_filename, keyring_data=keyring_data)
+        extra = options.given() if options is not None else {}
+        form = _form(url=url, keyring_filename=keyring_filename, keyring_data=keyring_data, **extra)
         path = f"boot-sources/{_check_id('id', id)}/"
         response = await self._call(op, "PUT", path, form=form, retry=_Retry.CONNECT)
         return self._parse(op, response, models.BootSource.model_validate)

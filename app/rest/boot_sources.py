@@ -63,6 +63,7 @@ async def create_boot_source(
         url=body.url,
         keyring_filename=body.keyring_filename,
         keyring_data=decode_keyring(body.keyring_data),
+        options=body.options(),
     )
     return json_write(source, 201, location=f"{PREFIX}/{source.id}")
 
@@ -98,6 +99,7 @@ async def update_boot_source(
         url=body.url,
         keyring_filename=body.keyring_filename,
         keyring_data=decode_keyring(body.keyring_data),
+        options=body.options(),
     )
     return json_write(source)
 

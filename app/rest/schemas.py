@@ -171,7 +171,23 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class BootSourceCreate(_Body):
+class _SourceOptions(_Body):
+    """MAAS 3.8's own boot-source fields; a MAAS before 3.8 refuses them with 400."""
+
+    name: str | None = Field(default=None, max_length=255, description="MAAS 3.8 and later.")
+    priority: int | None = Field(
+        default=None, ge=0, description="Higher imports first. MAAS 3.8 and later."
+    )
+    enabled: bool | None = Field(default=None, description="MAAS 3.8 and later.")
+    skip_keyring_verification: bool | None = Field(default=None, description="MAAS 3.8 and later.")
+
+    def options(self) -> models.SourceOptions:
+        return models.SourceOptions(
+            self.name, self.priority, self.enabled, self.skip_keyring_verification
+        )
+
+
+class BootSourceCreate(_SourceOptions):
     url: str = Field(min_length=1, examples=["http://images.maas.io/ephemeral-v3/stable/"])
     keyring_filename: str | None = Field(
         default=None, description="Path of a keyring on the MAAS server."
@@ -185,7 +201,7 @@ class BootSourceCreate(_Body):
     _check_keyring = field_validator("keyring_data")(_keyring_bytes)
 
 
-class BootSourceUpdate(_Body):
+class BootSourceUpdate(_SourceOptions):
     """Partial: fields left out keep their values."""
 
     url: str | None = Field(default=None, min_length=1)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -41,6 +42,7 @@ from app.core.models import (
     BootSourceSelection,
     EnsureOutcome,
     ImportStatus,
+    SourceOptions,
 )
 from app.core.settings import Settings
 from app.maas import models as maas_models
@@ -423,10 +425,12 @@ class BootService:
         url: str,
         keyring_filename: str | None = None,
         keyring_data: bytes | None = None,
+        options: SourceOptions | None = None,
     ) -> BootSource:
+        await self._require_38(caller, options)
         try:
             created = await caller.maas.create_boot_source(
-                url, keyring_filename=keyring_filename, keyring_data=keyring_data
+                url, keyring_filename=keyring_filename, keyring_data=keyring_data, options=options
             )
         finally:
             self.cache.invalidate(Family.BOOT_SOURCES)
@@ -441,14 +445,36 @@ class BootService:
         url: str | None = None,
         keyring_filename: str | None = None,
         keyring_data: bytes | None = None,
+        options: SourceOptions | None = None,
     ) -> BootSource:
+        await self._require_38(caller, options)
         try:
             updated = await caller.maas.update_boot_source(
-                source_id, url=url, keyring_filename=keyring_filename, keyring_data=keyring_data
+                source_id,
+                url=url,
+                keyring_filename=keyring_filename,
+                keyring_data=keyring_data,
+                options=options,
             )
         finally:
             self._invalidate_source(source_id)
         return to_boot_source(updated)
+
+    @staticmethod
+    async def _require_38(caller: Caller, options: SourceOptions | None) -> None:
+        """3.8's own fields on an earlier MAAS would be dropped in silence: refused instead,
+        before anything is written (maas-api.md §6.1, §9 item 18)."""
+        given = options.given() if options is not None else {}
+        if not given:
+            return
+        version = (await caller.maas.version()).version
+        numbers = re.match(r"(\d+)\.(\d+)", version)
+        if numbers is None or (int(numbers[1]), int(numbers[2])) >= (3, 8):
+            return
+        raise ValidationFailed(
+            f"{', '.join(given)} need MAAS 3.8 or later; this MAAS is {version}",
+            fields={name: [f"needs MAAS 3.8 or later (this MAAS is {version})"] for name in given},
+        )
 
     @_publishes
     async def delete_boot_source(self, caller: Caller, source_id: int) -> None:

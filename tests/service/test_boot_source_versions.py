@@ -45,3 +45,45 @@ def test_the_38_fields_come_from_maas_and_are_null_before(
             None
         ] * 4
         assert listed["name"] is None and listed["priority"] is None
+
+
+CREATE = """mutation($input: CreateBootSourceInput!) { createBootSource(input: $input) {
+  bootSource { url name priority enabled skipKeyringVerification } errors { field message } } }"""
+NEW_SOURCE = {
+    "url": "http://images.maas.io/ephemeral-v3/candidate/",
+    "keyringFilename": "/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
+    "name": "candidate",
+    "priority": 5,
+    "enabled": False,
+}
+
+
+def test_the_38_fields_are_set_on_38_and_refused_before_anything_is_written(
+    gateway_on: tuple[str, BackgroundServer],
+) -> None:
+    version, gateway = gateway_on
+    body = {"query": CREATE, "variables": {"input": NEW_SOURCE}}
+    payload = httpx.post(f"{gateway.url}/graphql", json=body, timeout=30).json()["data"][
+        "createBootSource"
+    ]
+    sources = httpx.get(f"{gateway.url}/api/v1/boot-sources", timeout=30).json()
+    if version == "3.8":
+        assert payload["errors"] == []
+        made = payload["bootSource"]
+        assert (made["name"], made["priority"], made["enabled"]) == ("candidate", 5, False)
+        assert len(sources) == 2
+    else:
+        assert payload["bootSource"] is None
+        assert {e["field"] for e in payload["errors"]} == {"name", "priority", "enabled"}
+        assert "MAAS 3.8" in payload["errors"][0]["message"]
+        assert len(sources) == 1  # nothing was written
+    rest = httpx.post(
+        f"{gateway.url}/api/v1/boot-sources",
+        json={
+            "url": "http://images.maas.io/ephemeral-v3/daily/",
+            "priority": 7,
+            "keyring_filename": "/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
+        },
+        timeout=30,
+    )
+    assert rest.status_code == (201 if version == "3.8" else 400), rest.text
