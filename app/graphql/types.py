@@ -370,8 +370,25 @@ def decode_keyring(value: str | None) -> bytes | None:
     return data
 
 
+@strawberry.input(description="MAAS 3.8's own boot-source fields; earlier versions refuse them.")
+class BootSourceOptionsInput:
+    name: str | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
+    priority: int | None = strawberry.field(
+        default=None, description="Higher imports first. MAAS 3.8 and later."
+    )
+    enabled: bool | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
+    skip_keyring_verification: bool | None = strawberry.field(
+        default=None, description="MAAS 3.8 and later."
+    )
+
+    def options(self) -> models.SourceOptions:
+        return models.SourceOptions(
+            self.name, self.priority, self.enabled, self.skip_keyring_verification
+        )
+
+
 @strawberry.input(description="A new boot source: give keyringFilename or keyringData, not both.")
-class CreateBootSourceInput:
+class CreateBootSourceInput(BootSourceOptionsInput):
     url: str
     keyring_filename: str | None = strawberry.field(
         default=None, description="Path of a keyring on the MAAS server."
@@ -379,39 +396,13 @@ class CreateBootSourceInput:
     keyring_data: str | None = strawberry.field(
         default=None, description="The keyring bytes, base64-encoded."
     )
-    name: str | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
-    priority: int | None = strawberry.field(
-        default=None, description="Higher imports first. MAAS 3.8 and later."
-    )
-    enabled: bool | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
-    skip_keyring_verification: bool | None = strawberry.field(
-        default=None, description="MAAS 3.8 and later."
-    )
-
-    def options(self) -> models.SourceOptions:
-        return models.SourceOptions(
-            self.name, self.priority, self.enabled, self.skip_keyring_verification
-        )
 
 
 @strawberry.input(description="Changes to a boot source; absent fields keep their values.")
-class UpdateBootSourceInput:
+class UpdateBootSourceInput(BootSourceOptionsInput):
     url: str | None = None
     keyring_filename: str | None = None
     keyring_data: str | None = strawberry.field(default=None, description="base64 keyring.")
-    name: str | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
-    priority: int | None = strawberry.field(
-        default=None, description="Higher imports first. MAAS 3.8 and later."
-    )
-    enabled: bool | None = strawberry.field(default=None, description="MAAS 3.8 and later.")
-    skip_keyring_verification: bool | None = strawberry.field(
-        default=None, description="MAAS 3.8 and later."
-    )
-
-    def options(self) -> models.SourceOptions:
-        return models.SourceOptions(
-            self.name, self.priority, self.enabled, self.skip_keyring_verification
-        )
 
 
 @strawberry.input(description="A new selection: os and release, with arches, subarches, labels.")
