@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from app.core.errors import ValidationFailed
-from app.core.models import BootSource, BootSourceSelection
+from app.core.models import BootSourceSelection
 from app.service.payloads import to_boot_source, to_selection
 
 if TYPE_CHECKING:
@@ -143,6 +143,10 @@ class PlanStep:
     url: str
     selection: str | None = None
     changes: dict[str, object] = field(default_factory=dict)
+    source_id: int | None = None
+    """MAAS's id of the source, known when it exists already (the plan read it)."""
+    selection_id: int | None = None
+    """MAAS's id of the selection a delete removes."""
 
     def describe(self) -> str:
         sign = {"create": "+", "update": "~", "delete": "-"}[self.action]
@@ -168,18 +172,22 @@ async def plan_images(
         source = current.get(wanted.url)
         if source is None:
             steps.append(PlanStep("create", wanted.url, changes=_keyring(wanted)))
-            steps.extend(_selection_steps(wanted, []))
+            steps.extend(_selection_steps(wanted, [], None))
             continue
-        changes = {k: v for k, v in _keyring(wanted).items() if _differs(source, k, v)}
+        changes = {k: v for k, v in _keyring(wanted).items() if getattr(source, k) != v}
         if changes:
-            steps.append(PlanStep("update", wanted.url, changes=changes))
+            steps.append(PlanStep("update", wanted.url, changes=changes, source_id=source.id))
         selections = [
             to_selection(s) for s in await caller.maas.list_boot_source_selections(source.id)
         ]
-        steps.extend(_selection_steps(wanted, selections, prune=prune))
+        steps.extend(_selection_steps(wanted, selections, source.id, prune=prune))
     if prune:
         declared = {w.url for w in desired}
-        steps.extend(PlanStep("delete", url) for url in current if url not in declared)
+        steps.extend(
+            PlanStep("delete", url, source_id=source.id)
+            for url, source in current.items()
+            if url not in declared
+        )
     return steps
 
 
@@ -197,13 +205,15 @@ async def apply_images(
     if dry_run or not steps:
         return ImagesResult(steps, applied=False, import_started=False)
     by_url = {w.url: w for w in desired}
-    ids = {s.url: s.id for s in map(to_boot_source, await caller.maas.list_boot_sources())}
+    created: dict[str, int] = {}  # sources this apply makes, for their selections' steps
     for step in steps:
         wanted = by_url.get(step.url)
+        source_id = step.source_id if step.source_id is not None else created.get(step.url)
         if step.selection is None:
-            ids[step.url] = await _apply_source(service, caller, step, wanted, ids.get(step.url))
+            created[step.url] = await _apply_source(service, caller, step, wanted, source_id)
         else:
-            await _apply_selection(service, caller, step, wanted, ids[step.url])
+            assert source_id is not None  # its source exists, or an earlier step made it
+            await _apply_selection(service, caller, step, wanted, source_id)
     started = await service.start_import(caller)
     return ImagesResult(steps, applied=True, import_started=started)
 
@@ -242,10 +252,8 @@ async def _apply_selection(
     assert step.selection is not None
     os_name, _, release = step.selection.partition("/")
     if step.action == "delete":
-        listed = await caller.maas.list_boot_source_selections(source_id)
-        for selection in listed:
-            if (selection.os, selection.release) == (os_name, release):
-                await service.delete_selection(caller, source_id, selection.id)
+        assert step.selection_id is not None  # the plan read it
+        await service.delete_selection(caller, source_id, step.selection_id)
         return
     assert wanted is not None
     declared = next(s for s in wanted.selections if (s.os, s.release) == (os_name, release))
@@ -255,7 +263,11 @@ async def _apply_selection(
 
 
 def _selection_steps(
-    wanted: DesiredSource, current: Sequence[BootSourceSelection], *, prune: bool = False
+    wanted: DesiredSource,
+    current: Sequence[BootSourceSelection],
+    source_id: int | None,
+    *,
+    prune: bool = False,
 ) -> list[PlanStep]:
     by_key = {(s.os, s.release): s for s in current}
     steps = []
@@ -264,15 +276,15 @@ def _selection_steps(
         have = by_key.get((declared.os, declared.release))
         lists = declared.lists()
         if have is None:
-            steps.append(PlanStep("create", wanted.url, name, dict(lists)))
+            steps.append(PlanStep("create", wanted.url, name, dict(lists), source_id))
             continue
         changes = {k: v for k, v in lists.items() if sorted(getattr(have, k)) != sorted(v)}
         if changes:
-            steps.append(PlanStep("update", wanted.url, name, dict(changes)))
+            steps.append(PlanStep("update", wanted.url, name, dict(changes), source_id))
     if prune:
         declared_keys = {(s.os, s.release) for s in wanted.selections}
         steps.extend(
-            PlanStep("delete", wanted.url, f"{s.os}/{s.release}")
+            PlanStep("delete", wanted.url, f"{s.os}/{s.release}", {}, source_id, s.id)
             for s in current
             if (s.os, s.release) not in declared_keys
         )
@@ -286,7 +298,3 @@ def _keyring(wanted: DesiredSource) -> dict[str, object]:
     if wanted.keyring_data is not None:
         changes["keyring_data"] = base64.b64encode(wanted.keyring_data).decode()
     return changes
-
-
-def _differs(source: BootSource, name: str, value: object) -> bool:
-    return bool(getattr(source, name) != value)
