@@ -77,7 +77,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             if not isinstance(request, Request):
                 raise
             # A request error is GraphQL's `errors` too, never plain text (GraphQL over HTTP).
-            media_type = graphql_media_type(request.headers.get("accept", "").encode("latin-1"))
+            media_type = _asked_media_type(request)
             if not isinstance(error, RequestError):  # strawberry's own
                 error = RequestError(error.status_code, error.reason)
             status = error.legacy_status if media_type == JSON else error.status_code
@@ -169,10 +169,7 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)
         if isinstance(request, Request):
-            accept = request.headers.get("accept")
-            sub_response.media_type = graphql_media_type(
-                None if accept is None else accept.encode("latin-1")
-            )
+            sub_response.media_type = _asked_media_type(request)
         return sub_response
 
     async def get_context(
@@ -236,6 +233,11 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
         if not isinstance(value, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
         return value
+
+
+def _asked_media_type(request: Request) -> str:
+    accept = request.headers.get("accept")
+    return graphql_media_type(None if accept is None else accept.encode("latin-1"))
 
 
 _FIRST_PAYLOAD = "maas_gateway.first_payload"
