@@ -1,4 +1,4 @@
-"""Vendor GraphiQL's browser assets from the npm registry into app/static/graphiql/vendor/."""
+"""Vendor the browser pages' assets (GraphiQL, Swagger UI) from the npm registry into app/static."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Only registry files live here (not committed); our own boot.js and boot.css sit one level up.
-DEFAULT_DEST = Path(__file__).resolve().parent.parent / "app" / "static" / "graphiql" / "vendor"
+# Each bundle's registry files go to <static>/<bundle>/vendor/ (not committed); the gateway's
+# own boot.js and boot.css sit one level up.
+DEFAULT_STATIC = Path(__file__).resolve().parent.parent / "app" / "static"
 MANIFEST = "manifest.json"
-SCRIPT = "scripts/vendor_graphiql.py"
+SCRIPT = "scripts/vendor_assets.py"
 
 
 @dataclass(frozen=True)
@@ -36,39 +37,77 @@ class Package:
         return f"{self.name}@{self.version}"
 
 
+@dataclass(frozen=True)
+class Bundle:
+    """The packages one page loads, vendored together into <static>/<name>/vendor/."""
+
+    name: str
+    packages: tuple[Package, ...]
+
+    def dest(self, static: Path) -> Path:
+        return static / self.name / "vendor"
+
+
 # The versions strawberry-graphql 0.341's own GraphiQL page loads from unpkg.
-PACKAGES = (
-    Package(
-        "react",
-        "18.2.0",
-        "sha512-/3IjMdb2L9QbBdWiW5e3P2/npwMBaU9mHCSCUzNln0ZCYbcfTsGbTJrU/kGemdH2IWmB2ioZ+zkxtmq6g09fGQ==",
-        {"package/umd/react.production.min.js": "react.production.min.js"},
-    ),
-    Package(
-        "react-dom",
-        "18.2.0",
-        "sha512-6IMTriUmvsjHUjNtEDudZfuDQUoWXVxKHhlEGSk81n4YFS+r/Kl99wXiwlVXtPBtJenozv2P+hxDsw9eA7Xo6g==",
-        {"package/umd/react-dom.production.min.js": "react-dom.production.min.js"},
-    ),
-    Package(
-        "graphiql",
-        "3.8.3",
-        "sha512-cuPDYtXVKV86Pu5PHBX642Odi/uVEE2y1Jxq5rGO/Qy1G2lRp7ZZ7a/T30RzxhuLSWo9zUbzq0P3U49//H0Ugw==",
-        {
-            "package/graphiql.min.js": "graphiql.min.js",
-            "package/graphiql.min.css": "graphiql.min.css",
-        },
-    ),
-    Package(
-        "@graphiql/plugin-explorer",
-        "1.0.2",
-        "sha512-9j+kg2UjtLZD5EBmGjeWHkoVVxtbShYg2DzbUVebibnZYZM/iMBEF4vaccXJIAm5KaomIPLx0aoNs4LbODyc3Q==",
-        {
-            "package/dist/index.umd.js": "plugin-explorer.umd.js",
-            "package/dist/style.css": "plugin-explorer.css",
-        },
+GRAPHIQL = Bundle(
+    "graphiql",
+    (
+        Package(
+            "react",
+            "18.2.0",
+            "sha512-/3IjMdb2L9QbBdWiW5e3P2/npwMBaU9mHCSCUzNln0ZCYbcfTsGbTJrU/kGemdH2IWmB2ioZ+zkxtmq6g09fGQ==",
+            {"package/umd/react.production.min.js": "react.production.min.js"},
+        ),
+        Package(
+            "react-dom",
+            "18.2.0",
+            "sha512-6IMTriUmvsjHUjNtEDudZfuDQUoWXVxKHhlEGSk81n4YFS+r/Kl99wXiwlVXtPBtJenozv2P+hxDsw9eA7Xo6g==",
+            {"package/umd/react-dom.production.min.js": "react-dom.production.min.js"},
+        ),
+        Package(
+            "graphiql",
+            "3.8.3",
+            "sha512-cuPDYtXVKV86Pu5PHBX642Odi/uVEE2y1Jxq5rGO/Qy1G2lRp7ZZ7a/T30RzxhuLSWo9zUbzq0P3U49//H0Ugw==",
+            {
+                "package/graphiql.min.js": "graphiql.min.js",
+                "package/graphiql.min.css": "graphiql.min.css",
+            },
+        ),
+        Package(
+            "@graphiql/plugin-explorer",
+            "1.0.2",
+            "sha512-9j+kg2UjtLZD5EBmGjeWHkoVVxtbShYg2DzbUVebibnZYZM/iMBEF4vaccXJIAm5KaomIPLx0aoNs4LbODyc3Q==",
+            {
+                "package/dist/index.umd.js": "plugin-explorer.umd.js",
+                "package/dist/style.css": "plugin-explorer.css",
+            },
+        ),
     ),
 )
+
+# FastAPI 0.165's own /docs page loads swagger-ui-dist@5 from a CDN; this is a 5.x pinned. The
+# licences travel with the code (Apache-2.0 asks for LICENSE and NOTICE; the .txt lists what
+# the bundle includes).
+SWAGGER_UI = Bundle(
+    "swagger-ui",
+    (
+        Package(
+            "swagger-ui-dist",
+            "5.36.0",
+            "sha512-Lt6/Kb0gXmLdiabLhvso4VdJP9V7qJWB0zh0gzeXUV3+CMOTzMmvpJRSXN7EAjfwixwmoi9ezDbLHiexC7lA9A==",
+            {
+                "package/swagger-ui-bundle.js": "swagger-ui-bundle.js",
+                "package/swagger-ui.css": "swagger-ui.css",
+                "package/favicon-32x32.png": "favicon-32x32.png",
+                "package/LICENSE": "LICENSE",
+                "package/NOTICE": "NOTICE",
+                "package/swagger-ui-bundle.js.LICENSE.txt": "swagger-ui-bundle.js.LICENSE.txt",
+            },
+        ),
+    ),
+)
+
+BUNDLES = (GRAPHIQL, SWAGGER_UI)
 
 
 class VendorError(Exception):
@@ -123,7 +162,7 @@ def npm_pack(packages: tuple[Package, ...], workdir: Path) -> dict[str, Path]:
     """Download the tarballs with `npm pack`, which honours the machine's npm registry and auth."""
     npm = shutil.which("npm")
     if npm is None:
-        raise VendorError("npm is not on PATH; it is needed to fetch GraphiQL from the registry")
+        raise VendorError("npm is not on PATH; it is needed to fetch the assets from the registry")
     env = {
         **os.environ,
         "npm_config_update_notifier": "false",
@@ -179,7 +218,7 @@ def extract(package: Package, tarball: Path, staging: Path) -> None:
 def vendor(dest: Path, packages: tuple[Package, ...]) -> None:
     """Fetch, verify and install the assets; each file is replaced atomically, the manifest last."""
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="vendor-graphiql-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vendor-assets-") as tmp:
         workdir = Path(tmp)
         staging = workdir / "staging"
         staging.mkdir()
@@ -204,9 +243,35 @@ def vendor(dest: Path, packages: tuple[Package, ...]) -> None:
     partial.replace(dest / MANIFEST)
 
 
+def vendor_bundle(bundle: Bundle, static: Path, *, check: bool, force: bool) -> bool:
+    """Bring one bundle up to date (or, with `check`, only say whether it is); True if it is."""
+    dest = bundle.dest(static)
+    if not force and is_up_to_date(dest, bundle.packages):
+        print(f"{bundle.name} assets in {dest} are up to date")
+        return True
+    if check:
+        print(f"{bundle.name} assets in {dest} are missing or stale; run {SCRIPT}", file=sys.stderr)
+        return False
+    try:
+        vendor(dest, bundle.packages)
+    except (VendorError, OSError) as error:
+        print(f"vendor_assets: {bundle.name}: {error}", file=sys.stderr)
+        return False
+    if not is_up_to_date(dest, bundle.packages):
+        print(f"vendor_assets: {dest} does not verify after writing", file=sys.stderr)
+        return False
+    print(f"vendored {', '.join(p.spec for p in bundle.packages)} into {dest}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="directory to vendor into")
+    parser.add_argument(
+        "--static",
+        type=Path,
+        default=DEFAULT_STATIC,
+        help="the static directory; each bundle goes to <static>/<bundle>/vendor/",
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -216,23 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         "--force", action="store_true", help="fetch again even when the assets are current"
     )
     args = parser.parse_args(argv)
-    dest: Path = args.dest
-    if not args.force and is_up_to_date(dest, PACKAGES):
-        print(f"GraphiQL assets in {dest} are up to date")
-        return 0
-    if args.check:
-        print(f"GraphiQL assets in {dest} are missing or stale; run {SCRIPT}", file=sys.stderr)
-        return 1
-    try:
-        vendor(dest, PACKAGES)
-    except (VendorError, OSError) as error:
-        print(f"vendor_graphiql: {error}", file=sys.stderr)
-        return 1
-    if not is_up_to_date(dest, PACKAGES):
-        print(f"vendor_graphiql: {dest} does not verify after writing", file=sys.stderr)
-        return 1
-    print(f"vendored {', '.join(p.spec for p in PACKAGES)} into {dest}")
-    return 0
+    # Every bundle is tried, so one report names everything that is wrong.
+    results = [
+        vendor_bundle(bundle, args.static, check=args.check, force=args.force) for bundle in BUNDLES
+    ]
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":
