@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.permissions import format_permissions, parse_permissions
@@ -19,6 +20,22 @@ def parse_api_key(value: str) -> tuple[str, str, str]:
     if len(parts) != 3 or not all(parts):
         raise ValueError("must be three non-empty parts: consumer_key:token_key:token_secret")
     return parts[0], parts[1], parts[2]
+
+
+def read_api_key_file(path: str) -> SecretStr:
+    """The MAAS API key a file holds (surrounding whitespace dropped); ValueError when it
+    cannot be read or is no key, with a reason that never quotes the file's content."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not text"
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    key = text.strip()
+    try:
+        parse_api_key(key)
+    except ValueError as error:
+        raise ValueError(f"{path} holds no MAAS API key: {error}") from None
+    return SecretStr(key)
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -42,6 +59,11 @@ class Settings(BaseSettings):
     )
     maas_api_key: SecretStr | None = Field(
         default=None, description="MAAS API key, consumer_key:token_key:token_secret."
+    )
+    maas_api_key_file: str | None = Field(
+        default=None,
+        description="File holding the MAAS API key instead (e.g. a mounted Secret), read once "
+        "at start-up; set it or maas_api_key, not both.",
     )
     maas_ca_bundle: str | None = Field(
         default=None, description="Path to a CA bundle for TLS to MAAS (certificates are verified)."
@@ -251,6 +273,24 @@ class Settings(BaseSettings):
         if value is not None:
             parse_api_key(value.get_secret_value())
         return value
+
+    @field_validator("maas_api_key_file")
+    @classmethod
+    def _check_api_key_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if info.data.get("maas_api_key") is not None:
+            raise ValueError("set it or MAAS_GATEWAY_MAAS_API_KEY, not both")
+        read_api_key_file(value)
+        return value
+
+    @model_validator(mode="after")
+    def _load_api_key_file(self) -> Settings:
+        # Checked above, where an error names the setting; read here, so every consumer keeps
+        # reading maas_api_key.
+        if self.maas_api_key_file is not None and self.maas_api_key is None:
+            self.maas_api_key = read_api_key_file(self.maas_api_key_file)
+        return self
 
     @field_validator("maas_url", "otel_exporter_otlp_endpoint")
     @classmethod

@@ -139,6 +139,26 @@ def test_malformed_setting_stops_start_up_with_one_clear_line() -> None:
     assert secretish not in result.stderr + result.stdout
 
 
+def test_an_unreadable_maas_key_file_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "secrets" / "maas-api-key"
+    result = subprocess.run(
+        [*CLI, "serve"],
+        cwd=REPO,
+        env=clean_env(
+            MAAS_GATEWAY_MAAS_URL="http://maas.example.com:5240/MAAS",
+            MAAS_GATEWAY_MAAS_API_KEY_FILE=str(missing),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"maas-gateway: invalid setting MAAS_GATEWAY_MAAS_API_KEY_FILE: cannot read {missing}: "
+        "No such file or directory"
+    ]
+
+
 def test_every_malformed_setting_is_named(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "serve"],

@@ -37,6 +37,7 @@ CRD_KINDS = {"ServiceMonitor"}
 # Settings the chart sets itself (Secret, mounts, the image's CMD), so config must not.
 CHART_MANAGED_SETTINGS = {
     "maas_api_key",
+    "maas_api_key_file",
     "maas_ca_bundle",
     "tokens_file",
     "host",
