@@ -15,15 +15,16 @@
 # lines plain POSIX sh and its paths in the VENV, BUILD_TOOLS and DIST variables.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
-# A node image with python3 (Debian's, from buildpack-deps), which vendor_graphiql.py needs.
+# A node image with python3 (Debian's, from buildpack-deps), which vendor_assets.py needs.
 ARG NODE_IMAGE=node:22.15.1-bookworm
 
-# GraphiQL's browser assets from the npm registry, checked against integrity hashes pinned in the
-# script, so the GraphiQL page works without internet access in the cluster.
-FROM ${NODE_IMAGE} AS graphiql
+# The browser pages' assets (GraphiQL, Swagger UI at /docs) from the npm registry, checked
+# against integrity hashes pinned in the script, so the pages work without internet access in
+# the cluster. They land in /out/<page>/vendor/.
+FROM ${NODE_IMAGE} AS assets
 WORKDIR /src
-COPY scripts/vendor_graphiql.py scripts/
-RUN python3 scripts/vendor_graphiql.py --dest /out/vendor
+COPY scripts/vendor_assets.py scripts/
+RUN python3 scripts/vendor_assets.py --static /out
 
 # The wheel, and a venv holding only it and the locked runtime dependencies.
 FROM ${PYTHON_IMAGE} AS build
@@ -46,7 +47,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         --no-deps --require-hashes --only-binary=:all: -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY app/ app/
-COPY --from=graphiql /out/vendor/ app/static/graphiql/vendor/
+COPY --from=assets /out/ app/static/
 RUN --mount=type=cache,target=/root/.cache/pip \
     "$BUILD_TOOLS/bin/pip" wheel --no-deps --no-build-isolation --wheel-dir "$DIST" . \
     && "$BUILD_TOOLS/bin/pip" --python "$VENV/bin/python" install --no-deps "$DIST"/maas_gateway-*.whl

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install graphiql clients run test lint imports typecheck security pytest contracts contracts-check bench lock clean
+.PHONY: install assets clients run test lint imports typecheck security pytest contracts contracts-check bench lock clean
 
 install: $(STAMP)
 
@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml requirements/dev.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# GraphiQL's browser assets from the npm registry (a no-op when app/static/graphiql/vendor is current).
-graphiql:
-	$(PYTHON) scripts/vendor_graphiql.py
+# The browser pages' assets from the npm registry: GraphiQL's and Swagger UI's (/docs), each into
+# app/static/<page>/vendor (a no-op when they are current).
+assets:
+	$(PYTHON) scripts/vendor_assets.py
 
 # The third-party GraphQL clients and audits the tests run (tests/graphql/clients, locked).
 CLIENTS := tests/graphql/clients
@@ -31,7 +32,7 @@ $(CLIENTS_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
 	npm ci --prefix $(CLIENTS) --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: $(STAMP) graphiql
+run: $(STAMP) assets
 	$(BIN)/maas-gateway serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
@@ -45,7 +46,7 @@ imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) graphiql clients
+pytest: $(STAMP) assets clients
 	$(BIN)/python -m pytest -q
 
 # Asserts only narrow types here (as ruff's S101 ignore says), so B101 is skipped.
@@ -70,4 +71,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra otel --extra redis --python-version 3.11 --python-platform linux --no-header --generate-hashes -c requirements/dev.lock -o requirements/runtime.lock
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/graphiql/vendor .tools $(CLIENTS)/node_modules
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/*/vendor .tools $(CLIENTS)/node_modules

@@ -31,6 +31,7 @@ from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
 from app.rest import install_error_handlers
 from app.rest import router as rest_router
+from app.rest.docs import docs_router
 from app.rest.health import router as health_router
 from app.service import BootService, cache_policies
 
@@ -76,6 +77,10 @@ def create_app(
         title="maas-gateway",
         version=__version__,
         description="GraphQL and REST over MAAS's boot-image API.",
+        # FastAPI's pages load their assets from a CDN; /docs is served from ours (_routes), and
+        # ReDoc, which needs inline styles and blob: workers, is off.
+        docs_url=None,
+        redoc_url=None,
         lifespan=_lifespan(settings, cache, service, observability, callers, maas_transport),
     )
     app.state.settings = settings
@@ -145,6 +150,8 @@ def _routes(
     app.router.routes.append(WebSocketRoute(GRAPHQL_PATH, graphql))
     app.include_router(health_router)
     app.include_router(rest_router)
+    if app.openapi_url is not None:
+        app.include_router(docs_router(title=app.title, openapi_url=app.openapi_url))
     install_error_handlers(app)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

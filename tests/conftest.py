@@ -1,15 +1,21 @@
-"""Shared fixtures: the MAAS simulator on a real loopback socket, reset before every test."""
+"""Shared fixtures: the MAAS simulator on a real loopback socket, reset before every test, and
+headless Chromium for the browser pages."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from app.cli.server import BackgroundServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+    from tests.browser import OfflinePage
 
 # Fixed keys in MAAS's shape (18:18:32, maas-api.md §2.1) so tests and scripts can use them.
 ADMIN_KEY = "AdminConsumerKey01:AdminTokenKey00001:AdminTokenSecret0000000000000001"
@@ -51,3 +57,29 @@ def start_gateway(simulator: BackgroundServer) -> Iterator[Any]:
             return stack.enter_context(running_gateway(settings))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def vendored_assets() -> None:
+    """GraphiQL's and Swagger UI's assets in app/static, as `make assets` leaves them."""
+    from tests.browser import fetch_vendored_assets
+
+    fetch_vendored_assets()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    from tests.browser import launched_chromium
+
+    # Module scope: the sync API's event loop must be gone before other modules' async tests.
+    with launched_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def offline_page(chromium: Browser) -> Iterator[OfflinePage]:
+    """A page that can reach loopback only, keeping what was blocked and what went wrong."""
+    from tests.browser import offline_page_in
+
+    with offline_page_in(chromium) as page:
+        yield page

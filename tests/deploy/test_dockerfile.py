@@ -45,9 +45,9 @@ def test_dockerfile_has_no_hadolint_findings() -> None:
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
-def test_stages_are_graphiql_build_and_a_slim_runtime_on_the_build_python() -> None:
+def test_stages_are_assets_build_and_a_slim_runtime_on_the_build_python() -> None:
     names = [stage.name for stage in DOCKERFILE.stages]
-    assert names == ["graphiql", "build", "runtime"]
+    assert names == ["assets", "build", "runtime"]
     # The venv is copied across: its interpreter path must exist, identical, in the runtime.
     assert RUNTIME.base == DOCKERFILE.stage("build").base
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", RUNTIME.base)
@@ -117,6 +117,7 @@ def test_runtime_has_oci_labels() -> None:
         ".tools/bin/helm",
         "app/__pycache__/cli.cpython-311.pyc",
         "app/static/graphiql/vendor/graphiql.min.js",
+        "app/static/swagger-ui/vendor/swagger-ui-bundle.js",
         "requirements/wishlist.txt",
     ],
 )
@@ -135,7 +136,12 @@ def test_dockerignore_lets_in_everything_the_dockerfile_copies() -> None:
     assert sources
     for source in sources:
         assert not IGNORE.excludes(source), source
-    for path in ("app/cli/main.py", "app/static/graphiql/boot.js", "app/simulator/state.py"):
+    for path in (
+        "app/cli/main.py",
+        "app/static/graphiql/boot.js",
+        "app/static/swagger-ui/boot.js",
+        "app/simulator/state.py",
+    ):
         assert not IGNORE.excludes(path), path
 
 

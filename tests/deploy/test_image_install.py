@@ -46,7 +46,8 @@ DOCKERFILE = parse_dockerfile((REPO / "Dockerfile").read_text(encoding="utf-8"))
 ADMIN_KEY = "ImageTestConsumer1:ImageTestTokenKey1:ImageTestTokenSecret000000000001"
 # The PATH docker's python images start from, before the Dockerfile prepends the venv.
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-VENDOR = REPO / "app" / "static" / "graphiql" / "vendor"
+# The pages whose assets the Dockerfile's assets stage vendors into app/static/<page>/vendor/.
+PAGES = ("graphiql", "swagger-ui")
 PROJECT_VERSION = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
     "version"
 ]
@@ -121,6 +122,18 @@ def build_env(shim: Path) -> dict[str, str]:
     return env
 
 
+def assets_stage_output(root: Path) -> Path | None:
+    """What the assets stage leaves in /out, made of the checkout's vendored files; None when
+    some page's are missing (`make assets` fetches them)."""
+    vendored = [REPO / "app" / "static" / page / "vendor" for page in PAGES]
+    if not all(directory.is_dir() for directory in vendored):
+        return None
+    out = root / ".assets-stage"
+    for page, directory in zip(PAGES, vendored, strict=True):
+        shutil.copytree(directory, out / page / "vendor")
+    return out
+
+
 def build_image(root: Path) -> Image:
     build = DOCKERFILE.stage("build")
     runtime = DOCKERFILE.stages[-1]
@@ -136,8 +149,8 @@ def build_image(root: Path) -> Image:
         root=root,
         ignore=DockerIgnore.parse((REPO / ".dockerignore").read_text(encoding="utf-8")),
         base_env=build_env(shim),
-        # The graphiql stage needs the npm registry; the locally vendored assets stand in.
-        other_stages={("graphiql", "/out/vendor/"): VENDOR if VENDOR.is_dir() else None},
+        # The assets stage needs the npm registry; the locally vendored assets stand in.
+        other_stages={("assets", "/out/"): assets_stage_output(root)},
     )
     runner.run_stage(build)
 
@@ -323,15 +336,16 @@ def test_image_cmd_serves_graphql_as_the_image_user_without_writing_to_the_insta
         assert sources, data
         assert all(str(s["id"]) and s["url"].startswith(("http://", "https://")) for s in sources)
 
-        # The GraphiQL page and its assets are package data of the wheel.
-        page = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"}, timeout=10)
-        assert page.status_code == 200 and "graphiql" in page.text
-        assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
-        assert assets
-        for asset in assets:
-            if "/vendor/" in asset and not image.vendored:
-                continue
-            assert httpx.get(f"{base}{asset}", timeout=10).status_code == 200, asset
+        # The GraphiQL and Swagger UI pages and their assets are package data of the wheel.
+        for path, marker in (("/graphql", "graphiql"), ("/docs", "swagger-ui")):
+            page = httpx.get(f"{base}{path}", headers={"Accept": "text/html"}, timeout=10)
+            assert page.status_code == 200 and marker in page.text
+            assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+            assert assets
+            for asset in assets:
+                if "/vendor/" in asset and not image.vendored:
+                    continue
+                assert httpx.get(f"{base}{asset}", timeout=10).status_code == 200, asset
     finally:
         code = stop(process)
     # Kubernetes stops a pod with SIGTERM to PID 1: the exec-form CMD must shut down gracefully.

@@ -2,60 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import importlib.util
-import io
-import json
-import os
 import re
-import subprocess
-import sys
-import tarfile
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 import strawberry
-from playwright.sync_api import (
-    Browser,
-    ConsoleMessage,
-    Page,
-    Response,
-    Route,
-    WebSocketRoute,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Route, expect
 
 from app.cli.server import BackgroundServer
 from app.graphql.graphiql import VENDOR_SCRIPTS, VENDOR_STYLES, graphiql_page
 from app.main import create_app
+from tests.browser import OfflinePage, load_vendor_module, page_assets
 from tests.conftest import ADMIN_KEY
 from tests.gateway import gateway_settings, running_gateway
 
-ROOT = Path(__file__).resolve().parents[2]
-VENDOR_SCRIPT = ROOT / "scripts" / "vendor_graphiql.py"
-VENDOR_DIR = ROOT / "app" / "static" / "graphiql" / "vendor"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Belt and braces beside the request routing: no name but loopback resolves at all.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-]
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # Nothing inline and nothing from elsewhere; fonts are data: URIs inside graphiql.min.css.
 STRICT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -63,58 +27,11 @@ STRICT_CSP = (
 )
 # The simulator's default boot source is MAAS's own image stream.
 MAAS_IMAGES_URL = "images.maas.io"
-TIMEOUT_MS = 15_000
 
-
-def load_vendor_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vendor_graphiql", VENDOR_SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses resolves annotations through sys.modules, so the module must be registered.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-vendor_graphiql = load_vendor_module()
+vendor_assets = load_vendor_module()
 
 
 # -- the page itself --------------------------------------------------------------------------
-
-
-class PageAssets(HTMLParser):
-    """Collects what a page loads and anything inline a strict CSP would refuse."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[str] = []
-        self.inline: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if tag == "style" or "style" in attributes:
-            self.inline.append(f"<{tag}> style")
-        if any(name.startswith("on") for name in attributes):
-            self.inline.append(f"<{tag}> event handler")
-        for name in ("src", "href"):
-            if attributes.get(name):
-                self.urls.append(str(attributes[name]))
-        self._in_script = tag == "script"
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_script = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_script and data.strip():
-            self.inline.append("<script> body")
-
-
-def page_assets(html: str) -> PageAssets:
-    parser = PageAssets()
-    parser.feed(html)
-    return parser
 
 
 def test_graphiql_page_loads_only_files_under_the_static_prefix() -> None:
@@ -145,131 +62,12 @@ def test_graphiql_vendors_the_versions_strawberrys_own_page_loads() -> None:
     # Strawberry tests its GraphiQL integration against these; drifting apart is a choice to make.
     html = (Path(strawberry.__file__).parent / "static" / "graphiql.html").read_text()
     loaded = set(re.findall(r"unpkg\.com/((?:@[\w.-]+/)?[\w.-]+)@([\w.-]+)/", html))
-    vendored = {(package.name, package.version) for package in vendor_graphiql.PACKAGES}
+    vendored = {(package.name, package.version) for package in vendor_assets.GRAPHIQL.packages}
 
     assert vendored <= loaded, f"strawberry's page loads {sorted(loaded)}"
 
 
-# -- the vendoring script ---------------------------------------------------------------------
-
-
-def make_tarball(directory: Path, members: dict[str, bytes]) -> Path:
-    path = directory / "pkg-1.0.0.tgz"
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
-
-
-def sri(path: Path) -> str:
-    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
-
-
-@dataclass
-class FakeRegistry:
-    """Stands in for `npm pack`: serves one local tarball and counts downloads."""
-
-    tarball: Path
-    downloads: int = 0
-
-    def pack(self, packages: tuple[Any, ...], workdir: Path) -> dict[str, Path]:
-        self.downloads += 1
-        return {package.name: self.tarball for package in packages}
-
-
-@pytest.fixture
-def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, FakeRegistry]:
-    tarball = make_tarball(tmp_path, {"package/dist/app.js": b"window.App = 1;\n"})
-    package = vendor_graphiql.Package(
-        "pkg", "1.0.0", sri(tarball), {"package/dist/app.js": "app.js"}
-    )
-    registry = FakeRegistry(tarball)
-    monkeypatch.setattr(vendor_graphiql, "npm_pack", registry.pack)
-    monkeypatch.setattr(vendor_graphiql, "PACKAGES", (package,))
-    return package, registry
-
-
-def test_vendoring_writes_the_files_and_a_manifest_that_verifies(
-    tmp_path: Path, fake_package: tuple[Any, FakeRegistry]
-) -> None:
-    dest = tmp_path / "vendor"
-
-    assert vendor_graphiql.main(["--dest", str(dest)]) == 0
-
-    assert (dest / "app.js").read_bytes() == b"window.App = 1;\n"
-    manifest = json.loads((dest / "manifest.json").read_text())
-    assert manifest["packages"] == {
-        "pkg": {"version": "1.0.0", "integrity": fake_package[0].integrity}
-    }
-    assert vendor_graphiql.main(["--dest", str(dest), "--check"]) == 0
-
-
-def test_vendoring_is_a_no_op_when_up_to_date(
-    tmp_path: Path, fake_package: tuple[Any, FakeRegistry]
-) -> None:
-    dest = tmp_path / "vendor"
-    vendor_graphiql.main(["--dest", str(dest)])
-
-    assert vendor_graphiql.main(["--dest", str(dest)]) == 0
-
-    assert fake_package[1].downloads == 1
-
-
-def test_vendoring_fetches_again_when_a_vendored_file_was_altered(
-    tmp_path: Path, fake_package: tuple[Any, FakeRegistry]
-) -> None:
-    dest = tmp_path / "vendor"
-    vendor_graphiql.main(["--dest", str(dest)])
-    (dest / "app.js").write_text("tampered")
-
-    assert vendor_graphiql.main(["--dest", str(dest), "--check"]) == 1
-    assert vendor_graphiql.main(["--dest", str(dest)]) == 0
-
-    assert (dest / "app.js").read_bytes() == b"window.App = 1;\n"
-    assert fake_package[1].downloads == 2
-
-
-def test_vendoring_refuses_a_tarball_when_it_differs_from_the_pinned_integrity(
-    tmp_path: Path, fake_package: tuple[Any, FakeRegistry], capsys: pytest.CaptureFixture[str]
-) -> None:
-    dest = tmp_path / "vendor"
-    fake_package[1].tarball = make_tarball(tmp_path / "..", {"package/dist/app.js": b"evil()"})
-
-    assert vendor_graphiql.main(["--dest", str(dest)]) == 1
-
-    assert "does not match the pinned" in capsys.readouterr().err
-    assert not (dest / "app.js").exists()
-    assert not (dest / "manifest.json").exists()
-
-
 # -- the browser ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def graphiql_assets() -> Path:
-    """The vendored assets, fetched from the npm registry on a fresh clone (a no-op after)."""
-    result = subprocess.run(
-        [sys.executable, str(VENDOR_SCRIPT)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        pytest.fail(f"vendoring GraphiQL failed:\n{result.stdout}{result.stderr}")
-    return VENDOR_DIR
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run the browser tests")
-        pytest.skip(reason)
-    # Module scope: the sync API's event loop must be gone before other modules' async tests.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def with_header(app: Any, name: bytes, value: bytes) -> Any:
@@ -288,7 +86,7 @@ def with_header(app: Any, name: bytes, value: bytes) -> Any:
 
 @pytest.fixture
 def graphiql_gateway(
-    simulator: BackgroundServer, graphiql_assets: Path
+    simulator: BackgroundServer, vendored_assets: None
 ) -> Iterator[BackgroundServer]:
     """The real gateway against the simulator, as `maas-gateway serve` runs it."""
     with running_gateway(gateway_settings(simulator.url, ADMIN_KEY)) as server:
@@ -296,79 +94,13 @@ def graphiql_gateway(
 
 
 @pytest.fixture
-def csp_gateway(simulator: BackgroundServer, graphiql_assets: Path) -> Iterator[BackgroundServer]:
+def csp_gateway(simulator: BackgroundServer, vendored_assets: None) -> Iterator[BackgroundServer]:
     """The real gateway with every response under STRICT_CSP."""
     app = create_app(gateway_settings(simulator.url, ADMIN_KEY))
     with BackgroundServer(
         with_header(app, b"content-security-policy", STRICT_CSP.encode())
     ) as server:
         yield server
-
-
-def is_loopback(url: str) -> bool:
-    return urllib.parse.urlsplit(url).hostname in LOOPBACK_HOSTS
-
-
-@dataclass
-class OfflinePage:
-    """A page whose requests off loopback are refused, with everything that went wrong kept."""
-
-    page: Page
-    blocked: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def assert_self_contained(self) -> None:
-        assert self.blocked == [], "the page needed something from beyond loopback"
-        assert self.problems == []
-        assert self.page.evaluate("window.__cspViolations") == []
-
-
-# Records Content-Security-Policy refusals with what was refused, for the assertion message.
-CSP_RECORDER = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`);
-});
-"""
-
-
-@pytest.fixture
-def offline_page(chromium: Browser) -> Iterator[OfflinePage]:
-    context = chromium.new_context(service_workers="block")
-    context.set_default_timeout(TIMEOUT_MS)
-    offline = OfflinePage(context.new_page())
-
-    def route(route: Route) -> None:
-        if is_loopback(route.request.url):
-            route.continue_()
-        else:
-            offline.blocked.append(route.request.url)
-            route.abort("internetdisconnected")
-
-    def route_websocket(websocket: WebSocketRoute) -> None:
-        offline.blocked.append(websocket.url)
-        websocket.close()
-
-    def console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            offline.problems.append(f"console: {message.text}")
-
-    def response(response: Response) -> None:
-        if response.status >= 400:
-            offline.problems.append(f"HTTP {response.status}: {response.url}")
-
-    context.route("**/*", route)
-    context.route_web_socket(lambda url: not is_loopback(url), route_websocket)
-    context.add_init_script(CSP_RECORDER)
-    page = offline.page
-    page.on("console", console)
-    page.on("pageerror", lambda error: offline.problems.append(f"page error: {error}"))
-    page.on("requestfailed", lambda r: offline.problems.append(f"failed: {r.url} {r.failure}"))
-    page.on("response", response)
-    try:
-        yield offline
-    finally:
-        context.close()
 
 
 def open_graphiql(
@@ -465,7 +197,7 @@ def test_graphiql_says_how_to_vendor_when_the_assets_are_missing(
     offline_page.page.route("**/static/graphiql/vendor/**", missing)
     offline_page.page.goto(f"{graphiql_gateway.url}/graphql")
 
-    expect(offline_page.page.locator(".graphiql-boot-error")).to_contain_text("vendor_graphiql.py")
+    expect(offline_page.page.locator(".graphiql-boot-error")).to_contain_text("vendor_assets.py")
     assert offline_page.blocked == []
 
 

@@ -10,7 +10,7 @@
     message.className = "graphiql-boot-error";
     message.textContent =
       "GraphiQL's assets are missing from this server. Build the gateway with `make`, " +
-      "which runs scripts/vendor_graphiql.py to fetch them from the npm registry.";
+      "which runs scripts/vendor_assets.py to fetch them from the npm registry.";
     container.replaceChildren(message);
     return;
   }
