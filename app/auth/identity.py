@@ -17,7 +17,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope as ASGIScope
 
 from app.auth.messages import UNAUTHENTICATED_MESSAGE
-from app.auth.rate_limits import RateLimiter
+from app.auth.rate_limits import Limit, SharedCounter
 from app.auth.tokens import TokenStore
 from app.core.errors import Forbidden, RateLimited, Unauthenticated
 from app.core.permissions import Permission, format_permissions, parse_permissions
@@ -93,8 +93,14 @@ class CallerResolver:
         self.anonymous_scopes = parse_permissions(settings.anonymous_scopes)
         self.tokens = TokenStore(settings.tokens_file) if settings.tokens_file else None
         self.limiter = (
-            RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+            Limit("requests", settings.rate_limit_per_second, settings.rate_limit_burst)
             if settings.rate_limit_per_second > 0
+            else None
+        )
+        # A cost budget: the estimated MAAS reads a principal may spend per window.
+        self.budget = (
+            Limit("cost", settings.cost_budget / settings.cost_budget_window, settings.cost_budget)
+            if settings.cost_budget > 0
             else None
         )
         # The caller anonymous requests act as in service mode (also the benchmarks' caller).
@@ -258,19 +264,53 @@ class CallerResolver:
 
     # Rate limits ------------------------------------------------------------------------------
 
-    def throttle(self, identity: Identity, client: str | None = None) -> None:
-        """Count one request against the principal's rate; raises RateLimited when over it.
+    def share(self, counter: SharedCounter | None) -> None:
+        """Count rate limits and cost budgets in buckets every replica shares (Redis), or each
+        replica alone again (None)."""
+        for limit in (self.limiter, self.budget):
+            if limit is not None:
+                limit.shared = counter
 
-        Anonymous callers are told apart by address, so one of them cannot starve the rest.
-        """
+    async def throttle(self, identity: Identity, client: str | None = None) -> None:
+        """Count one request against the principal's rate; raises RateLimited when over it."""
         if self.limiter is None:
             return
-        key = identity.caller.principal
-        if identity is self._anonymous and client:
-            key = f"{ANONYMOUS}@{client}"
-        wait = self.limiter.acquire(key)
+        wait = await self.limiter.take(self._bucket(identity, client))
         if wait > 0:
-            seconds = max(1, math.ceil(wait))
+            seconds = _seconds(wait)
             raise RateLimited(
                 f"rate limit exceeded: retry in {seconds} s", retry_after=float(seconds)
             )
+
+    async def spend(self, identity: Identity, cost: int, client: str | None = None) -> None:
+        """Count an operation's estimated cost against the principal's budget; raises
+        RateLimited, with the estimate and the budget, when over it."""
+        budget = self.budget
+        if budget is None or cost <= 0:
+            return
+        details = {"cost": {"estimated": cost, "budget": int(budget.burst)}}
+        if cost > budget.burst:
+            raise RateLimited(
+                f"this operation's estimated cost ({cost}) is more than the whole budget "
+                f"({int(budget.burst)} per {round(budget.burst / budget.rate)} s)",
+                details=details,
+            )
+        wait = await budget.take(self._bucket(identity, client), float(cost))
+        if wait > 0:
+            seconds = _seconds(wait)
+            raise RateLimited(
+                f"cost budget exceeded: retry in {seconds} s",
+                details=details,
+                retry_after=float(seconds),
+            )
+
+    def _bucket(self, identity: Identity, client: str | None) -> str:
+        # Anonymous callers are told apart by address, so one of them cannot starve the rest.
+        key = identity.caller.principal
+        if identity is self._anonymous and client:
+            key = f"{ANONYMOUS}@{client}"
+        return key
+
+
+def _seconds(wait: float) -> int:
+    return max(1, math.ceil(wait))

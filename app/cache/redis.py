@@ -1,4 +1,5 @@
-"""Optional Redis backend: a cross-replica invalidation bus and a shared second-level cache."""
+"""Optional Redis backend: a cross-replica invalidation bus, a shared second-level cache, and the
+buckets that rate limits and cost budgets draw from across replicas."""
 
 from __future__ import annotations
 
@@ -39,6 +40,24 @@ _GENERATIONS = "maas-gateway:generations"
 _EPOCH = "epoch"
 _VALUE_PREFIX = "maas-gateway:l2:"
 _DOCUMENT_PREFIX = "maas-gateway:document:"
+_BUCKET_PREFIX = "maas-gateway:bucket:"
+
+# A token bucket as GCRA: the key holds the time at which the bucket is full again (its
+# "theoretical arrival time"). Redis's own clock times it, so replicas' clocks never disagree.
+# ARGV: seconds per token, burst, amount. Returns the seconds to wait ("0": allowed), as a
+# string because Redis would truncate a Lua number to an integer.
+_TAKE = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local interval, burst, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or t)
+if tat < t then tat = t end
+local full = tat + amount * interval
+local wait = full - t - burst * interval
+if wait > 0 then return tostring(wait) end
+redis.call('SET', KEYS[1], string.format('%.6f', full), 'PX', math.ceil((full - t) * 1000) + 1)
+return '0'
+"""
 
 # Boot sources carry keyring data: they never leave the process, so nothing secret is in Redis.
 L2_FAMILIES = frozenset(
@@ -148,6 +167,7 @@ class RedisBackend:
         )
         self.cache = cache
         self.shared_cache = settings.redis_shared_cache
+        self._take = self._redis.register_script(_TAKE)
         # Tells this replica's own messages and acknowledgements apart from everyone else's.
         self.origin = f"{os.getpid()}-{secrets.token_hex(6)}"
         self.connected = False
@@ -423,6 +443,23 @@ class RedisBackend:
         for part in (*parts, *map(repr, generations)):
             digest.update(part.encode() + b"\0")
         return _VALUE_PREFIX + digest.hexdigest()
+
+    # Shared buckets ---------------------------------------------------------------------------
+
+    async def take(self, key: str, amount: float, rate: float, burst: float) -> float | None:
+        """Take `amount` from the bucket every replica shares for `key` (app/auth/rate_limits.py):
+        the seconds to wait, 0.0 when allowed, None when Redis could not count."""
+        if not self.connected:
+            return None
+        name = _BUCKET_PREFIX + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+        try:
+            async with asyncio.timeout(self._timeout):
+                wait = await self._take(keys=[name], args=[1.0 / rate, burst, amount])
+        except Exception as error:
+            self.errors += 1
+            self._error("bucket", error)
+            return None
+        return float(wait)
 
     # Persisted documents ---------------------------------------------------------------------
 

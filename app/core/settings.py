@@ -165,6 +165,23 @@ class Settings(BaseSettings):
     graphql_max_depth: PositiveInt = Field(default=10, description="Deepest GraphQL document.")
     graphql_max_aliases: PositiveInt = Field(default=30, description="Aliases per document.")
     graphql_max_tokens: PositiveInt = Field(default=2000, description="Tokens per document.")
+    graphql_max_cost: PositiveInt = Field(
+        default=1000,
+        description="Largest estimated cost of one GraphQL operation: the MAAS reads it can "
+        "trigger, each list assumed to hold graphql_cost_list_size items.",
+    )
+    graphql_cost_list_size: PositiveInt = Field(
+        default=50, description="Items a list is assumed to hold when estimating cost."
+    )
+    cost_budget: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="Estimated cost a principal's GraphQL operations may spend per "
+        "cost_budget_window, on top of the request rate (0 turns it off). Stored answers "
+        "cost nothing.",
+    )
+    cost_budget_window: PositiveFloat = Field(
+        default=60.0, description="Seconds in which cost_budget refills."
+    )
     graphql_persisted_documents: Literal["off", "apq", "trusted"] = Field(
         default="apq",
         description="off: documents come as text only; apq: Apollo's automatic persisted "
@@ -221,7 +238,9 @@ class Settings(BaseSettings):
         default=1024 * 1024, description="Largest request body outside uploads, in bytes."
     )
     rate_limit_per_second: Annotated[float, Field(ge=0)] = Field(
-        default=100.0, description="Requests a second each principal may make (0 turns it off)."
+        default=100.0,
+        description="Requests a second each principal may make (0 turns it off); with redis_url, "
+        "counted across every replica.",
     )
     rate_limit_burst: PositiveInt = Field(
         default=200, description="Requests a principal may make at once above that rate."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from strawberry.dataloader import DataLoader
@@ -146,13 +146,16 @@ class GraphQLContext(BaseContext):
         identity: Identity | None,
         *,
         introspection: bool = True,
-        throttle: Callable[[], None] | None = None,
+        throttle: Callable[[], Awaitable[None]] | None = None,
+        spend: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__()
         self.service = service
         self.introspection = introspection
         # Websocket operations are rate-limited one by one; HTTP requests at admission.
         self.throttle = throttle
+        # Counts an operation's estimated cost against the caller's budget, if there is one.
+        self.spend = spend
         self.identity: Identity | None = None
         if identity is not None:
             self.sign_in(identity)

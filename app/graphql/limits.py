@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TypeVar
 
 from graphql import (
     DocumentNode,
@@ -26,6 +27,8 @@ from graphql.validation import ASTValidationRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
+T = TypeVar("T")
 
 # GraphQL's lexical tokens (spec §2.1); comments, commas and white space are ignored. Where it
 # errs it counts fewer tokens than the parser, which still enforces the exact limit.
@@ -117,7 +120,8 @@ def measure(document: DocumentNode) -> Measure:
             continue
         visits += seen
         repeats = max(repeats, (figures.repeats, figures.repeated))
-    resolved = _resolve(own)
+    spreads = {name: [spread for spread, _ in f.spreads] for name, f in own.items()}
+    resolved = resolve_fragments(spreads, lambda name, done: _combine(own[name], done))
     combined = {name: _combine(figures, resolved) for name, figures in operations.items()}
     return Measure(combined, visits, *repeats)
 
@@ -155,13 +159,15 @@ def _own(selection_set: SelectionSetNode) -> tuple[_Own, int]:
     return figures, visits
 
 
-def _resolve(own: dict[str, _Own]) -> dict[str, Figures]:
-    """Every fragment's full figures, in dependency order (an explicit stack: chains may be
-    long). A spread that closes a cycle or names no fragment adds nothing; validation then
-    reports it as such."""
-    resolved: dict[str, Figures] = {}
+def resolve_fragments(
+    spreads: Mapping[str, list[str]], combine: Callable[[str, dict[str, T]], T]
+) -> dict[str, T]:
+    """Every fragment's full figure, in dependency order: `combine(name, done)` figures one
+    whose spreads are all done (an explicit stack: chains may be long). A spread that closes a
+    cycle or names no fragment adds nothing; validation then reports it as such."""
+    resolved: dict[str, T] = {}
     in_progress: set[str] = set()
-    for start in own:
+    for start in spreads:
         stack = [start]
         while stack:
             name = stack[-1]
@@ -171,15 +177,15 @@ def _resolve(own: dict[str, _Own]) -> dict[str, Figures]:
             in_progress.add(name)
             waiting = [
                 spread
-                for spread, _ in own[name].spreads
-                if spread in own and spread not in resolved and spread not in in_progress
+                for spread in spreads[name]
+                if spread in spreads and spread not in resolved and spread not in in_progress
             ]
             if waiting:
                 stack.extend(dict.fromkeys(waiting))
                 continue
             stack.pop()
             in_progress.discard(name)
-            resolved[name] = _combine(own[name], resolved)
+            resolved[name] = combine(name, resolved)
     return resolved
 
 
@@ -233,9 +239,14 @@ Validate = Callable[
 """(schema, document, rules, hide suggestions) -> errors."""
 
 
-def cached_validation(limits: Limits, maxsize: int) -> Validate:
-    """The limits first, then graphql-core's rules only for a document within them (some of
-    those rules are not linear in fragment fan-outs); remembered per document, per schema."""
+Costs = Callable[[GraphQLSchema, DocumentNode], list[GraphQLError]]
+"""(schema, document) -> errors for operations over the cost limit (app/graphql/cost.py)."""
+
+
+def cached_validation(limits: Limits, maxsize: int, costs: Costs | None = None) -> Validate:
+    """The limits first, then the cost estimate, then graphql-core's rules only for a document
+    within them (some of those rules are not linear in fragment fan-outs); remembered per
+    document, per schema."""
 
     @lru_cache(maxsize=maxsize)
     def validate(
@@ -244,11 +255,14 @@ def cached_validation(limits: Limits, maxsize: int) -> Validate:
         rules: tuple[type[ASTValidationRule], ...],
         hide_suggestions: bool = False,
     ) -> list[GraphQLError]:
+        errors = limits.errors(document)
+        if not errors and costs is not None:
+            errors = costs(schema, document)
+        if errors:
+            return errors
         # strawberry's validate_document, with graphql-core's hide_suggestions passed on.
         every = (*rules, MaybeNullValidationRule, OneOfInputValidationRule)
-        return limits.errors(document) or validate_rules(
-            schema, document, every, hide_suggestions=hide_suggestions
-        )
+        return validate_rules(schema, document, every, hide_suggestions=hide_suggestions)
 
     return validate
 
@@ -257,9 +271,11 @@ class Documents:
     """The schema's document checks, each remembered: the parse by the document's text, the
     validation by the parsed document."""
 
-    def __init__(self, limits: Limits, *, max_tokens: int, maxsize: int = 256) -> None:
+    def __init__(
+        self, limits: Limits, *, max_tokens: int, maxsize: int = 256, costs: Costs | None = None
+    ) -> None:
         self.parse = cached_parse(max_tokens, maxsize)
-        self.validate = cached_validation(limits, maxsize)
+        self.validate = cached_validation(limits, maxsize, costs)
 
     def checks(self) -> DocumentChecks:
         return DocumentChecks(self.parse, self.validate)

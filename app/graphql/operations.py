@@ -124,6 +124,8 @@ class OperationTargets:
             and isinstance(variables, dict | None)
             and isinstance(operation, str | None)
             and isinstance(extensions, dict | None)
+            # A caller asking for the estimate (app/graphql/authorization.py) gets it fresh.
+            and not (extensions and extensions.get("cost") is True)
         ):
             target = self._target(document, variables, operation)
         if len(raw) <= MAX_REMEMBERED_REQUEST and (target is not None or document is not None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -187,6 +188,9 @@ class GatewayGraphQL(GraphQL[GraphQLContext, None]):
             context = GraphQLContext(self._service, identity, introspection=self._introspection)
             if identity is not None:
                 context.loaders.first_payload = request.scope[_FIRST_PAYLOAD] = asyncio.Event()
+                if self.callers.budget is not None:
+                    client = request.client.host if request.client else None
+                    context.spend = functools.partial(self.callers.spend, identity, client=client)
         context.request = request
         if isinstance(response, Response):
             # Authorize sets the status of a refused operation on it.

@@ -45,6 +45,7 @@ from app.core.errors import Conflict, GatewayError, NotFound, Unauthenticated, V
 from app.graphql import types
 from app.graphql.authorization import Authorize
 from app.graphql.context import GraphQLContext
+from app.graphql.cost import CostModel, Estimator
 from app.graphql.limits import Documents, Limits, hides_suggestions
 from app.graphql.telemetry import OperationTelemetry, resolver_spans
 from app.observability.context import note_cache
@@ -576,6 +577,7 @@ def _coded(error: GraphQLError, hide_suggestions: bool = False) -> GraphQLError:
 
 class GatewaySchema(strawberry.Schema):
     documents: Documents
+    estimator: Estimator
 
     async def stream(self, query: str | None, *args: Any, **kwargs: Any) -> StreamResult:
         return _pre_execution_errors(await super().stream(query, *args, **kwargs))
@@ -606,24 +608,30 @@ def build_schema(
     max_depth: int = 10,
     max_aliases: int = 30,
     max_tokens: int = 2000,
+    max_cost: int = 1000,
+    cost_model: CostModel | None = None,
     introspection: bool = True,
     tracer: Tracer | None = None,
 ) -> GatewaySchema:
     """Build the schema once per app. A document is checked cheapest first: its size (the
-    pipeline's body limit), its tokens (while it parses), the limits, then graphql-core's rules."""
+    pipeline's body limit), its tokens (while it parses), the limits, its estimated cost, then
+    graphql-core's rules."""
     rules: list[type[ASTValidationRule]] = []
     if not introspection:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
         rules.append(NoSchemaIntrospectionCustomRule)
-    documents = Documents(Limits(max_depth, max_aliases), max_tokens=max_tokens)
+    estimator = Estimator(cost_model or CostModel(), max_cost)
+    documents = Documents(
+        Limits(max_depth, max_aliases), max_tokens=max_tokens, costs=estimator.errors
+    )
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         lambda: AddValidationRules(rules),
         documents.checks,
         # Before GatewayErrors: it exits after it, so it sees the error codes.
         OperationTelemetry,
         GatewayErrors,
-        Authorize,
+        lambda: Authorize(estimator),
     ]
     if tracer is not None:
         extensions.append(resolver_spans(tracer))
@@ -639,6 +647,7 @@ def build_schema(
         types=[types.ImportProgress, types.ResourceProgress],
     )
     schema.documents = documents
+    schema.estimator = estimator
     _plain_attribute_resolvers(schema)
     return schema
 

@@ -183,7 +183,7 @@ async def sign_in(view: WebSocketView, context: GraphQLContext, payload: dict[st
         credential = "-"  # not a credential at all: refused like a wrong one
     identity = callers.authenticate(credential)
     client = websocket.client.host if websocket.client else None
-    callers.throttle(identity, client)
+    await callers.throttle(identity, client)
 
     # Only MAAS knows whether a well-formed key is real: a wrong one closes the socket as a
     # wrong token does.
@@ -194,10 +194,14 @@ async def sign_in(view: WebSocketView, context: GraphQLContext, payload: dict[st
     except GatewayError:
         pass  # MAAS trouble is for the operations to report
 
-    def throttle() -> None:
-        callers.throttle(identity, client)
+    async def throttle() -> None:
+        await callers.throttle(identity, client)
+
+    async def spend(cost: int) -> None:
+        await callers.spend(identity, cost, client)
 
     context.throttle = throttle
+    context.spend = spend
     context.sign_in(identity)
     signed_in = websocket.scope.get(SIGNED_IN_KEY)
     if signed_in is not None:

@@ -48,9 +48,8 @@ class Admission:
         return self.max_request_bytes
 
     def check(self, scope: Scope, head: Exchange) -> tuple[int, Identity | None]:
-        """The request's body limit and, where a credential is needed, the caller's identity,
-        identified and counted against its rate; raises PayloadTooLarge, Unauthenticated or
-        RateLimited."""
+        """The request's body limit and, where a credential is needed, the caller's identity;
+        raises PayloadTooLarge or Unauthenticated. The pipeline then counts it (`throttle`)."""
         limit = self.max_request_bytes
         if (head.length is not None and head.length > limit) or head.chunked:
             # Uploads have a limit of their own; most requests are far under both.
@@ -69,12 +68,14 @@ class Admission:
             return limit, None
         if head.credentials > 1:
             raise unauthenticated()  # which one was meant? (identity.authorization_of)
+        return limit, self.callers.identify_scope(scope, head.authorization)
+
+    async def throttle(self, scope: Scope, identity: Identity) -> None:
+        """Count the request against the caller's rate; raises RateLimited when over it."""
         callers = self.callers
-        identity = callers.identify_scope(scope, head.authorization)
         if callers.limiter is not None:
             client = scope.get("client")
-            callers.throttle(identity, client[0] if client else None)
-        return limit, identity
+            await callers.throttle(identity, client[0] if client else None)
 
 
 class CountedBody:

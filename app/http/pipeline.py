@@ -88,6 +88,8 @@ class Pipeline:
             graphql = scope["path"] == GRAPHQL_PATH
             try:
                 limit, identity = self.admission.check(scope, exchange)
+                if identity is not None:
+                    await self.admission.throttle(scope, identity)
                 if graphql and identity and not self.admission.callers.confirmed(identity.caller):
                     await self._confirm(exchange, identity)
             except GatewayError as refusal:

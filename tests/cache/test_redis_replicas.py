@@ -489,3 +489,58 @@ def test_a_document_one_replica_registers_is_known_to_the_others(
         while not known():
             assert time.monotonic() < deadline, "the second replica never found the document"
             time.sleep(0.05)
+
+
+@contextmanager
+def limited_replicas(
+    n: int, simulator: BackgroundServer, redis_url: str, *arguments: str
+) -> Iterator[list[Replica]]:
+    with ExitStack() as stack:
+        started = [stack.enter_context(replica(simulator, redis_url, *arguments)) for _ in range(n)]
+        for one in started:
+            one.wait_connected()
+        yield started
+
+
+def _statuses(urls: list[str], path: str, rounds: int) -> list[int]:
+    return [_get(f"{url}{path}").status_code for _ in range(rounds) for url in urls]
+
+
+# So slow a refill that none happens while a test runs: what is granted is the burst alone.
+SLOW_RATE = ("rate_limit_per_second=0.001", "rate_limit_burst=6")
+
+
+def test_three_replicas_grant_a_caller_its_rate_limit_once_not_three_times(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    with limited_replicas(3, simulator, redis_server.url, *SLOW_RATE) as started:
+        statuses = _statuses([r.url for r in started], "/api/v1/boot-resources", rounds=4)
+    assert statuses.count(200) == 6
+    assert statuses.count(429) == 6
+    assert statuses[:6] == [200] * 6  # the first six, whichever replica each reached
+
+
+def test_three_replicas_share_one_cost_budget(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    nested = {"query": "{ bootResources { id sets { id } } }"}  # estimated at 51
+    budget = ("cost_budget=120", "cost_budget_window=3600", "response_cache_ttl=0")
+    with limited_replicas(3, simulator, redis_server.url, *budget) as started:
+        codes = [
+            httpx.post(f"{r.url}/graphql", json=nested, verify=False).status_code for r in started
+        ]
+    assert codes == [200, 200, 429]
+
+
+def test_each_replica_counts_alone_while_redis_is_down(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    with limited_replicas(2, simulator, redis_server.url, *SLOW_RATE) as started:
+        urls = [r.url for r in started]
+        assert _statuses(urls, "/api/v1/boot-resources", rounds=4).count(200) == 6
+        redis_server.kill()
+        for one in started:
+            one.wait_connected(False)
+        # Rather than no limit at all: each replica's own bucket, untouched while Redis counted.
+        assert _statuses(urls, "/api/v1/boot-resources", rounds=6) == [200] * 12
+        assert _statuses(urls, "/api/v1/boot-resources", rounds=1) == [429, 429]
