@@ -18,6 +18,7 @@ from app import __version__
 from app.auth.identity import CallerResolver
 from app.cache import EntityCache
 from app.core.settings import Settings
+from app.graphql.cost import CostModel
 from app.graphql.operations import OperationTargets
 from app.graphql.persisted import PersistedDocuments, load_manifest
 from app.graphql.router import GatewayGraphQL
@@ -93,6 +94,8 @@ def create_app(
         max_depth=settings.graphql_max_depth,
         max_aliases=settings.graphql_max_aliases,
         max_tokens=settings.graphql_max_tokens,
+        max_cost=settings.graphql_max_cost,
+        cost_model=CostModel(list_size=settings.graphql_cost_list_size),
         tracer=observability.tracer,
     )
     app.state.schema = schema
@@ -188,9 +191,11 @@ def _lifespan(
                 service.redis = RedisBackend(settings, cache)
                 service.redis.start()
                 service.documents.share(service.redis.document, service.redis.keep_document)
+                callers.share(service.redis)
             try:
                 yield
             finally:
+                callers.share(None)
                 callers.stop()
                 if service.redis is not None:
                     await service.redis.close()
