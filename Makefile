@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install assets clients run test lint imports typecheck security pytest contracts contracts-check bench lock clean
+.PHONY: install assets clients openapi-tools run test lint imports typecheck security pytest contracts contracts-check bench lock clean
 
 install: $(STAMP)
 
@@ -32,6 +32,16 @@ $(CLIENTS_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
 	npm ci --prefix $(CLIENTS) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The OpenAPI linters the tests run on openapi/openapi.json: Spectral and Redocly (locked).
+OPENAPI_TOOLS := tests/rest/tools
+OPENAPI_TOOLS_STAMP := $(OPENAPI_TOOLS)/node_modules/.package-lock.json
+
+openapi-tools: $(OPENAPI_TOOLS_STAMP)
+
+$(OPENAPI_TOOLS_STAMP): $(OPENAPI_TOOLS)/package.json $(OPENAPI_TOOLS)/package-lock.json
+	npm ci --prefix $(OPENAPI_TOOLS) --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: $(STAMP) assets
 	$(BIN)/maas-gateway serve --host $(HOST) --port $(PORT)
 
@@ -46,7 +56,7 @@ imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) assets clients
+pytest: $(STAMP) assets clients openapi-tools
 	$(BIN)/python -m pytest -q
 
 # Asserts only narrow types here (as ruff's S101 ignore says), so B101 is skipped.
@@ -71,4 +81,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra otel --extra redis --python-version 3.11 --python-platform linux --no-header --generate-hashes -c requirements/dev.lock -o requirements/runtime.lock
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/*/vendor .tools $(CLIENTS)/node_modules
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/*/vendor .tools $(CLIENTS)/node_modules $(OPENAPI_TOOLS)/node_modules

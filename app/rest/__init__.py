@@ -15,10 +15,36 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+TAGS = [
+    {
+        "name": "boot-resources",
+        "description": "The images MAAS deploys, synced from boot sources or uploaded, with "
+        "their sets and files; the import that fetches them and whether they are ready.",
+    },
+    {
+        "name": "boot-sources",
+        "description": "Where MAAS imports images from: a simplestreams URL and the keyring "
+        "that verifies it.",
+    },
+    {
+        "name": "selections",
+        "description": "What a boot source imports: an os and release, with the arches, "
+        "subarches and labels wanted.",
+    },
+    {
+        "name": "images",
+        "description": "Boot sources and selections declared as one document, planned or applied.",
+    },
+]
+"""The document's tags, in the order the REST reference shows them."""
+
+SERVERS = [{"url": "/", "description": "The gateway that serves this document."}]
+"""Relative, so a client resolves it against where it read the document, behind any proxy."""
+
 router = APIRouter(prefix="/api/v1", generate_unique_id_function=_operation_id)
 router.include_router(boot_resources.router)
 router.include_router(boot_sources.router)
 router.include_router(boot_sources.selections)
 router.include_router(images.router)
 
-__all__ = ["install_error_handlers", "router"]
+__all__ = ["SERVERS", "TAGS", "install_error_handlers", "router"]

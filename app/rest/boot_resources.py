@@ -45,11 +45,12 @@ def _lower(value: object) -> object:
 
 
 TypeParam = Annotated[
-    Literal["all", "synced", "uploaded", "generated"] | None,
+    Literal["all", "synced", "uploaded"] | None,
     BeforeValidator(_lower),
     Query(
         alias="type",
-        description="Resource type, case-insensitive (MAAS's filter tokens, maas-api.md §5.1).",
+        description="Resource type, case-insensitive (MAAS's filter tokens, maas-api.md §5.1). "
+        "Not `generated`, which MAAS 3.5 and later refuse; `all` lists those of a MAAS 3.4.",
     ),
 ]
 
@@ -61,6 +62,8 @@ TypeParam = Annotated[
     response_model=ImportStatusOut,
     responses=error_responses(*COMMON_ERRORS, 413),
     summary="Import status: running or not, and the resources still incomplete",
+    description="Reads every resource's sets (one cached MAAS read each, bounded by the "
+    "fan-out limit: 413 beyond it) to list those whose newest set is not complete.",
 )
 async def import_status(service: ServiceDep, caller: CallerDep, request: Request) -> Response:
     with track_reads() as reads:
@@ -111,6 +114,8 @@ async def ready(
     response_model=ImportActionOut,
     responses=error_responses(*COMMON_ERRORS),
     summary="Start importing boot resources from the boot sources",
+    description="Asks MAAS to import what the boot sources' selections name; 202 at once, as "
+    "MAAS imports in the background. Follow it with `GET /ready` or `GET /import`.",
 )
 async def start_import(service: ServiceDep, caller: CallerDep) -> Response:
     await service.start_import(caller)
@@ -123,6 +128,7 @@ async def start_import(service: ServiceDep, caller: CallerDep) -> Response:
     response_model=ImportActionOut,
     responses=error_responses(*COMMON_ERRORS),
     summary="Stop the running import",
+    description="Asks MAAS to stop importing; 202 whether or not an import was running.",
 )
 async def stop_import(service: ServiceDep, caller: CallerDep) -> Response:
     await service.stop_import(caller)
@@ -135,6 +141,7 @@ async def stop_import(service: ServiceDep, caller: CallerDep) -> Response:
     response_model=ImportActionOut,
     responses=error_responses(*COMMON_ERRORS),
     summary="Stop the running import (for clients that cannot send DELETE)",
+    description="The same as `DELETE /import`.",
 )
 async def stop_import_post(service: ServiceDep, caller: CallerDep) -> Response:
     return await stop_import(service, caller)
@@ -239,6 +246,7 @@ async def upload_boot_resource(
     response_model=BootResourceOut,
     responses=error_responses(*COMMON_ERRORS, 404),
     summary="One boot resource with its sets and files",
+    description="Sets come newest first, each with its files and their progress.",
 )
 async def get_boot_resource(
     service: ServiceDep, caller: CallerDep, request: Request, resource_id: ResourceId
@@ -254,6 +262,7 @@ async def get_boot_resource(
     response_class=Response,
     responses=error_responses(*COMMON_ERRORS, 404),
     summary="Delete a boot resource",
+    description="Removes the resource with all its sets and files from MAAS; 204 when gone.",
 )
 async def delete_boot_resource(
     service: ServiceDep, caller: CallerDep, resource_id: ResourceId

@@ -32,6 +32,14 @@ selections = APIRouter(prefix="/boot-sources/{source_id}/selections", tags=["sel
 
 PREFIX = "/api/v1/boot-sources"
 _ONE = error_responses(*COMMON_ERRORS, 404)
+_UPDATE_SOURCE = (
+    "Only the fields given are sent to MAAS, which keeps the rest; the source must still have "
+    "exactly one keyring afterwards, as on create (400 otherwise)."
+)
+_UPDATE_SELECTION = (
+    "Only the fields given are sent to MAAS, which checks them against the source's image "
+    "index (maas-api.md §7.2); a rejected value comes back as 400 with `details.fields`."
+)
 
 
 @router.get(
@@ -39,6 +47,8 @@ _ONE = error_responses(*COMMON_ERRORS, 404)
     response_model=list[BootSourceOut],
     responses=error_responses(*COMMON_ERRORS),
     summary="List boot sources",
+    description="Every boot source with its keyring and, on MAAS 3.8 and later, its name, "
+    "priority and flags.",
 )
 async def list_boot_sources(service: ServiceDep, caller: CallerDep, request: Request) -> Response:
     with track_reads() as reads:
@@ -68,7 +78,13 @@ async def create_boot_source(
     return json_write(source, 201, location=f"{PREFIX}/{source.id}")
 
 
-@router.get("/{source_id}", response_model=BootSourceOut, responses=_ONE, summary="One boot source")
+@router.get(
+    "/{source_id}",
+    response_model=BootSourceOut,
+    responses=_ONE,
+    summary="One boot source",
+    description="The boot source with its keyring; 404 when there is no such source.",
+)
 async def get_boot_source(
     service: ServiceDep, caller: CallerDep, request: Request, source_id: SourceId
 ) -> Response:
@@ -82,6 +98,7 @@ async def get_boot_source(
     response_model=BootSourceOut,
     responses=_ONE,
     summary="Update a boot source (partial: fields left out keep their values)",
+    description=_UPDATE_SOURCE,
 )
 @router.put(
     "/{source_id}",
@@ -89,6 +106,7 @@ async def get_boot_source(
     response_model=BootSourceOut,
     responses=_ONE,
     summary="Update a boot source (as PATCH: partial, like MAAS's own PUT)",
+    description=_UPDATE_SOURCE,
 )
 async def update_boot_source(
     service: ServiceDep, caller: CallerDep, source_id: SourceId, body: BootSourceUpdate
@@ -110,6 +128,7 @@ async def update_boot_source(
     response_class=Response,
     responses=_ONE,
     summary="Delete a boot source and its selections",
+    description="Images already imported from it stay; 204 when gone.",
 )
 async def delete_boot_source(
     service: ServiceDep, caller: CallerDep, source_id: SourceId
@@ -123,6 +142,7 @@ async def delete_boot_source(
     response_model=list[SelectionOut],
     responses=_ONE,
     summary="List a boot source's selections",
+    description="What the source imports: one selection per os and release.",
 )
 async def list_selections(
     service: ServiceDep, caller: CallerDep, request: Request, source_id: SourceId
@@ -190,7 +210,11 @@ async def ensure_selection(
 
 
 @selections.get(
-    "/{selection_id}", response_model=SelectionOut, responses=_ONE, summary="One selection"
+    "/{selection_id}",
+    response_model=SelectionOut,
+    responses=_ONE,
+    summary="One selection",
+    description="404 when the source has no such selection.",
 )
 async def get_selection(
     service: ServiceDep,
@@ -209,6 +233,7 @@ async def get_selection(
     response_model=SelectionOut,
     responses=_ONE,
     summary="Update a selection (partial: fields left out keep their values)",
+    description=_UPDATE_SELECTION,
 )
 @selections.put(
     "/{selection_id}",
@@ -216,6 +241,7 @@ async def get_selection(
     response_model=SelectionOut,
     responses=_ONE,
     summary="Update a selection (as PATCH: partial, like MAAS's own PUT)",
+    description=_UPDATE_SELECTION,
 )
 async def update_selection(
     service: ServiceDep,
@@ -243,6 +269,8 @@ async def update_selection(
     response_class=Response,
     responses=_ONE,
     summary="Delete a selection",
+    description="The source stops importing that os and release; images already imported "
+    "stay. 204 when gone.",
 )
 async def delete_selection(
     service: ServiceDep, caller: CallerDep, source_id: SourceId, selection_id: SelectionId

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from app.core import models
 
@@ -152,13 +153,22 @@ def dump_import_status(status: models.ImportStatus) -> dict[str, Any]:
     }
 
 
+BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+"""RFC 4648 base64 with its padding, which `base64.b64decode(validate=True)` always decodes."""
+
+_END = "$(?!\\n)"
+"""The end of a document pattern: `$` alone is the end of the text in ECMA-262 but also lets a
+final newline through in Python's `re`, which schemathesis and jsonschema use."""
+
+_KEYRING_DATA_SCHEMA: JsonDict = {"pattern": f"^{BASE64}{_END}", "contentEncoding": "base64"}
+
+
 def _keyring_bytes(value: str | None) -> str | None:
+    # The document's pattern, checked here so that it holds for every client; "" means none.
     if value is None or value == "":
         return None
-    try:
-        base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise ValueError("must be base64 (RFC 4648, with padding)") from error
+    if re.fullmatch(BASE64, value) is None:
+        raise ValueError("must be base64 (RFC 4648, with padding)")
     return value
 
 
@@ -187,15 +197,41 @@ class _SourceOptions(_Body):
         )
 
 
+def _given(field: str) -> JsonDict:
+    return {"required": [field], "properties": {field: {"type": "string", "minLength": 1}}}
+
+
+_ONE_KEYRING: JsonDict = {
+    "anyOf": [
+        {"oneOf": [_given("keyring_filename"), _given("keyring_data")]},
+        # MAAS verifies no keyring for a JSON index, nor, on 3.8, when told to skip it
+        # (maas-api.md §6.2); a MAAS before 3.8 refuses skip_keyring_verification itself.
+        {"properties": {"url": {"pattern": f"\\.json{_END}"}}},
+        {
+            "required": ["skip_keyring_verification"],
+            "properties": {"skip_keyring_verification": {"const": True}},
+        },
+    ]
+}
+"""MAAS's rule, which it enforces (400 under `__all__`): exactly one keyring, given as a
+non-empty string; null and "" count as not given."""
+
+
 class BootSourceCreate(_SourceOptions):
-    url: str = Field(min_length=1, examples=["http://images.maas.io/ephemeral-v3/stable/"])
+    """Exactly one of keyring_filename and keyring_data, unless MAAS verifies none."""
+
+    model_config = ConfigDict(json_schema_extra=_ONE_KEYRING)
+
+    url: str = Field(
+        min_length=1, max_length=200, examples=["http://images.maas.io/ephemeral-v3/stable/"]
+    )
     keyring_filename: str | None = Field(
         default=None, description="Path of a keyring on the MAAS server."
     )
     keyring_data: str | None = Field(
         default=None,
         description="The keyring itself, base64-encoded. Give this or keyring_filename.",
-        json_schema_extra={"contentEncoding": "base64"},
+        json_schema_extra=_KEYRING_DATA_SCHEMA,
     )
 
     _check_keyring = field_validator("keyring_data")(_keyring_bytes)
@@ -204,12 +240,12 @@ class BootSourceCreate(_SourceOptions):
 class BootSourceUpdate(_SourceOptions):
     """Partial: fields left out keep their values."""
 
-    url: str | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, min_length=1, max_length=200)
     keyring_filename: str | None = None
     keyring_data: str | None = Field(
         default=None,
         description="The keyring itself, base64-encoded.",
-        json_schema_extra={"contentEncoding": "base64"},
+        json_schema_extra=_KEYRING_DATA_SCHEMA,
     )
 
     _check_keyring = field_validator("keyring_data")(_keyring_bytes)
