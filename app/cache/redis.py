@@ -1,5 +1,6 @@
-"""Optional Redis backend: a cross-replica invalidation bus, a shared second-level cache, and the
-buckets that rate limits and cost budgets draw from across replicas."""
+"""Optional Redis backend: a cross-replica invalidation bus, a shared second-level cache, the
+buckets that rate limits and cost budgets draw from across replicas, and one poller per
+principal for import progress, elected with a lease, whose snapshots every replica hears."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from app.core.models import (
     BootResourceSet,
     BootResourceType,
     BootSourceSelection,
+    ImportProgress,
+    ResourceProgress,
 )
 from app.core.settings import Settings
 
@@ -41,6 +44,28 @@ _EPOCH = "epoch"
 _VALUE_PREFIX = "maas-gateway:l2:"
 _DOCUMENT_PREFIX = "maas-gateway:document:"
 _BUCKET_PREFIX = "maas-gateway:bucket:"
+_FEED_PREFIX = "maas-gateway:feed:"
+_LEADER_PREFIX = "maas-gateway:leader:"
+
+# Hold or take a lease: renewed by its holder, taken by anyone once it has lapsed.
+_LEAD = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Give a lease up, only if still held: a lapsed one may be someone else's by now.
+_RESIGN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 # A token bucket as GCRA: the key holds the time at which the bucket is full again (its
 # "theoretical arrival time"). Redis's own clock times it, so replicas' clocks never disagree.
@@ -72,7 +97,15 @@ _pending: ContextVar[list[Dependency] | None] = ContextVar("redis_pending", defa
 # Only the gateway models L2 may hold can be decoded: a value is never executed or imported.
 _DATACLASSES: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (Architecture, BootResource, BootResourceFile, BootResourceSet, BootSourceSelection)
+    for cls in (
+        Architecture,
+        BootResource,
+        BootResourceFile,
+        BootResourceSet,
+        BootSourceSelection,
+        ImportProgress,
+        ResourceProgress,
+    )
 }
 _ENUMS: dict[str, type[enum.Enum]] = {BootResourceType.__name__: BootResourceType}
 
@@ -168,6 +201,10 @@ class RedisBackend:
         self.cache = cache
         self.shared_cache = settings.redis_shared_cache
         self._take = self._redis.register_script(_TAKE)
+        self._lead = self._redis.register_script(_LEAD)
+        self._resign = self._redis.register_script(_RESIGN)
+        # topic -> what hears the feed's values on this replica
+        self._feeds: dict[str, set[Callable[[Any], None]]] = {}
         # Tells this replica's own messages and acknowledgements apart from everyone else's.
         self.origin = f"{os.getpid()}-{secrets.token_hex(6)}"
         self.connected = False
@@ -300,6 +337,7 @@ class RedisBackend:
             try:
                 async with asyncio.timeout(self._timeout):
                     await pubsub.subscribe(CHANNEL, _ACK_PREFIX + self.origin)
+                    await pubsub.psubscribe(_FEED_PREFIX + "*")
                 await self._connected()
                 backoff = 0.05
                 while True:
@@ -349,6 +387,9 @@ class RedisBackend:
         channel = message["channel"]
         if isinstance(channel, bytes):
             channel = channel.decode()
+        if message["type"] == "pmessage":
+            self._heard(channel.removeprefix(_FEED_PREFIX), message["data"])
+            return
         if channel != CHANNEL:
             state = self._acks.get(int(message["data"]))
             if state is not None:
@@ -460,6 +501,81 @@ class RedisBackend:
             self._error("bucket", error)
             return None
         return float(wait)
+
+    # Elected pollers and their feeds ---------------------------------------------------------
+
+    @staticmethod
+    def topic(name: str) -> str:
+        """A feed's name in Redis: a hash, so a principal never appears there."""
+        return hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+
+    async def lead(self, topic: str, lease: float) -> bool:
+        """Whether this replica holds the lease to poll for `topic`, renewing or taking it;
+        True while Redis cannot say, so each replica then polls for itself."""
+        if not self.connected:
+            return True
+        try:
+            async with asyncio.timeout(self._timeout):
+                held = await self._lead(
+                    keys=[_LEADER_PREFIX + topic], args=[self.origin, max(1, round(lease * 1000))]
+                )
+        except Exception as error:
+            self._error("lead", error)
+            return True
+        return bool(held)
+
+    def resign(self, topic: str) -> None:
+        """Give the lease up now, so another replica's poller need not wait for it to lapse."""
+
+        async def resign() -> None:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._resign(keys=[_LEADER_PREFIX + topic], args=[self.origin])
+            except Exception as error:
+                self._error("resign", error)
+
+        task = asyncio.get_running_loop().create_task(resign())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def announce(self, topic: str, value: Any) -> None:
+        """Tell the other replicas' followers of `topic` the leader's latest value."""
+        if not self.connected:
+            return
+        body = orjson.dumps({"o": self.origin, "v": _plain(value)})
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.publish(_FEED_PREFIX + topic, body)
+        except Exception as error:
+            self._error("announce", error)
+
+    def follow(self, topic: str, hear: Callable[[Any], None]) -> Callable[[], None]:
+        """Hear the values other replicas announce for `topic`; returns how to stop."""
+        self._feeds.setdefault(topic, set()).add(hear)
+
+        def stop() -> None:
+            hearers = self._feeds.get(topic)
+            if hearers is not None:
+                hearers.discard(hear)
+                if not hearers:
+                    del self._feeds[topic]
+
+        return stop
+
+    def _heard(self, topic: str, data: bytes | str) -> None:
+        hearers = self._feeds.get(topic)
+        if not hearers:
+            return
+        try:
+            body = orjson.loads(data)
+            if body["o"] == self.origin:
+                return
+            value = _typed(body["v"])
+        except (KeyError, TypeError, ValueError) as error:
+            self._error("feed", error)
+            return
+        for hear in list(hearers):
+            hear(value)
 
     # Persisted documents ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Import progress for subscribers: one poller per principal, whatever the number of subscribers."""
+"""Import progress for subscribers: one poller per principal, whatever the number of subscribers;
+with Redis, one per principal across every replica (docs/architecture.md, "Import progress")."""
 
 from __future__ import annotations
 
@@ -191,21 +192,54 @@ class _Poller:
             queue.put_nowait(item)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                snapshot = await self._hub.snapshot(self._caller)
-            except GatewayError as error:
-                if self._last is None:
-                    # Nothing to show yet: tell the subscribers, and let a new one start afresh.
-                    self._push(error)
-                    self._task = None
+        redis = self._hub._service.redis
+        if redis is None:
+            while True:
+                if not await self._poll():
                     return
-                log.warning("import progress poll failed: %s", error.code)
-            else:
-                if snapshot != self._last:
-                    self._last = snapshot
-                    self._push(snapshot)
-            await asyncio.sleep(self._hub._interval)
+                await asyncio.sleep(self._hub._interval)
+        # With Redis, one replica polls for the principal while it holds the lease; the others
+        # follow what it announces and try for the lease four times an interval, so a dead
+        # leader's lease (1.5 intervals) is taken within two.
+        interval = self._hub._interval
+        topic = redis.topic(self._caller.principal)
+        stop = redis.follow(topic, self._heard)
+        leading = False
+        try:
+            while True:
+                leading = await redis.lead(topic, lease=1.5 * interval)
+                if not leading:
+                    await asyncio.sleep(interval / 4)
+                    continue
+                if not await self._poll():
+                    return
+                if self._last is not None:
+                    await redis.announce(topic, self._last)
+                await asyncio.sleep(interval)
+        finally:
+            stop()
+            if leading:
+                redis.resign(topic)
+
+    async def _poll(self) -> bool:
+        """One poll; False when polling ends (it failed before anything could be shown)."""
+        try:
+            snapshot = await self._hub.snapshot(self._caller)
+        except GatewayError as error:
+            if self._last is None:
+                # Nothing to show yet: tell the subscribers, and let a new one start afresh.
+                self._push(error)
+                self._task = None
+                return False
+            log.warning("import progress poll failed: %s", error.code)
+        else:
+            self._heard(snapshot)
+        return True
+
+    def _heard(self, snapshot: ImportProgress) -> None:
+        if snapshot != self._last:
+            self._last = snapshot
+            self._push(snapshot)
 
 
 def _stalled(seconds: float, last: Readiness | None) -> ImportStalled:

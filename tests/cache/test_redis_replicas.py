@@ -33,7 +33,14 @@ from app.core.models import (
 )
 from app.core.settings import Settings
 from tests.conftest import ADMIN_KEY, USER_KEY
-from tests.gateway import bearer, reset_counts, upstream_counts
+from tests.gateway import (
+    bearer,
+    maas_call,
+    reset_counts,
+    set_simulator_config,
+    upstream_counts,
+)
+from tests.graphql.test_subscription import PROGRESS, next_payload, subscription
 
 if shutil.which("redis-server") is None and not os.environ.get("CI"):
     pytest.skip("redis-server is not installed (CI installs it)", allow_module_level=True)
@@ -544,3 +551,52 @@ def test_each_replica_counts_alone_while_redis_is_down(
         # Rather than no limit at all: each replica's own bucket, untouched while Redis counted.
         assert _statuses(urls, "/api/v1/boot-resources", rounds=6) == [200] * 12
         assert _statuses(urls, "/api/v1/boot-resources", rounds=1) == [429, 429]
+
+
+def _polls(one: Replica) -> float:
+    """MAAS `is_importing` calls this replica made (its own metrics)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in _get(f"{one.url}/metrics").text.splitlines()
+        if line.startswith("maas_gateway_upstream_requests_total") and "is_importing" in line
+    )
+
+
+def _until_importing(ws: Any) -> None:
+    while not next_payload(ws, timeout=30)["data"]["importProgress"]["importing"]:
+        pass
+
+
+def test_one_replica_polls_import_progress_for_all_and_another_takes_over_when_it_dies(
+    simulator: BackgroundServer, redis_server: RedisServer
+) -> None:
+    set_simulator_config(simulator.url, import_duration_s=30.0)
+    poll = ("import_poll_interval=0.2", "cache_ttl_while_importing=0.1")
+    with limited_replicas(3, simulator, redis_server.url, *poll) as started, ExitStack() as stack:
+        sockets = [stack.enter_context(subscription(r.url, PROGRESS)) for r in started]
+        firsts = [next_payload(ws, timeout=30) for ws in sockets]
+        assert all(first == firsts[0] for first in firsts)  # followers hear the leader
+        maas_call(simulator.url, ADMIN_KEY, lambda maas: maas.start_import())
+        for ws in sockets:
+            _until_importing(ws)
+        polls = [_polls(one) for one in started]
+        assert [count > 0 for count in polls].count(True) == 1, polls
+        leader = started[polls.index(max(polls))]
+        followers = [
+            (one, ws) for one, ws in zip(started, sockets, strict=True) if one is not leader
+        ]
+
+        leader.process.kill()  # no resignation: its lease has to lapse
+        leader.process.wait()
+        deadline = time.monotonic() + 30
+        while not any(_polls(one) > 0 for one, _ in followers):
+            assert time.monotonic() < deadline, "no replica took the lease over"
+            time.sleep(0.05)
+        # The survivors' subscribers go on hearing the import, from the new leader.
+        set_simulator_config(simulator.url, import_duration_s=0.5)
+        for _, ws in followers:
+            while True:
+                snapshot = next_payload(ws, timeout=30)["data"]["importProgress"]
+                if not snapshot["importing"]:
+                    break
+        assert [_polls(one) > 0 for one, _ in followers].count(True) == 1
