@@ -102,7 +102,7 @@ def _unlabelled(scope: Scope, api: str) -> str:
     if route is not None:
         name: str = route.name
         return name
-    # Static files (GraphiQL's assets) are mounted, not routed: named apart from strays.
+    # Static files (the browser pages' assets) are mounted, not routed: named apart from strays.
     return STATIC if scope["path"].startswith("/static/") else UNROUTED
 
 
