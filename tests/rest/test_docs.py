@@ -18,6 +18,8 @@ from app.rest.docs import (
     swagger_ui_page,
 )
 from tests.browser import OfflinePage, page_assets
+from tests.gateway import write_tokens
+from tests.rest.conftest import GatewayFactory
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 # The simulator's default boot source is MAAS's own image stream.
@@ -118,6 +120,20 @@ def test_docs_page_and_assets_are_served_under_a_self_only_policy(
         asset = httpx.get(f"{docs_gateway.url}{url}")
         assert asset.status_code == 200, url
         assert content_types[Path(url).suffix] in asset.headers["content-type"], url
+
+
+def test_docs_needs_no_credential_when_tokens_are_required(
+    start_gateway: GatewayFactory, vendored_assets: None, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    write_tokens(tokens, ui="read")
+    gateway = start_gateway(tokens_file=str(tokens))
+
+    assert httpx.get(f"{gateway.url}/api/v1/boot-sources").status_code == 401
+    page = httpx.get(f"{gateway.url}/docs")
+    assert page.status_code == 200
+    for url in [*page_assets(page.text).urls, "/openapi.json"]:
+        assert httpx.get(f"{gateway.url}{url}").status_code == 200, url
 
 
 def test_redoc_is_off_and_docs_is_not_an_operation(docs_gateway: BackgroundServer) -> None:
