@@ -202,15 +202,21 @@ def _given(field: str) -> JsonDict:
 
 
 _ONE_KEYRING: JsonDict = {
-    "anyOf": [
-        {"oneOf": [_given("keyring_filename"), _given("keyring_data")]},
-        # MAAS verifies no keyring for a JSON index, nor, on 3.8, when told to skip it
-        # (maas-api.md §6.2); a MAAS before 3.8 refuses skip_keyring_verification itself.
-        {"properties": {"url": {"pattern": f"\\.json{_END}"}}},
+    # Under allOf, generated clients (openapi-python-client) keep one model with every field;
+    # an anyOf beside the properties makes them a union of fragments without `url`.
+    "allOf": [
         {
-            "required": ["skip_keyring_verification"],
-            "properties": {"skip_keyring_verification": {"const": True}},
-        },
+            "anyOf": [
+                {"oneOf": [_given("keyring_filename"), _given("keyring_data")]},
+                # MAAS verifies no keyring for a JSON index, nor, on 3.8, when told to skip it
+                # (maas-api.md §6.2); a MAAS before 3.8 refuses skip_keyring_verification.
+                {"properties": {"url": {"pattern": f"\\.json{_END}"}}},
+                {
+                    "required": ["skip_keyring_verification"],
+                    "properties": {"skip_keyring_verification": {"const": True}},
+                },
+            ]
+        }
     ]
 }
 """MAAS's rule, which it enforces (400 under `__all__`): exactly one keyring, given as a
