@@ -3,10 +3,15 @@
 # docker build -t maas-gateway:0.1.0 \
 #   --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #
-# Base images are pinned by full version tag. To pin a release by digest as well, resolve the tag
-# on a machine that reaches the registry and append the digest to both ARGs:
-#   docker buildx imagetools inspect python:3.11.14-slim-bookworm   (prints "Digest: sha256:...")
-#   -> ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<that digest>
+# Base images are pinned by full version tag and by the digest of the tag's multi-architecture
+# index, so a rebuilt tag cannot change the image unnoticed. To refresh a digest (a new patch
+# release, Debian security updates), on a machine that reaches Docker Hub:
+#   docker buildx imagetools inspect python:3.11.14-slim-bookworm --format '{{json .Manifest.Digest}}'
+#   (or: skopeo inspect --raw docker://python:3.11.14-slim-bookworm | sha256sum)
+# and replace the sha256 after the tag below; the same for NODE_IMAGE. These two were not
+# resolved from this project's CI, which cannot reach Docker Hub: they are the index digests
+# other public projects pin for these tags. `make image-check` builds on stand-ins built from
+# Debian's packages instead, passed as these build args.
 # The build and runtime stages must use the same PYTHON_IMAGE: the venv's interpreter path is
 # baked into it.
 #
@@ -14,9 +19,9 @@
 # /opt paths moved under a temporary directory) and serves from the result, so keep its RUN
 # lines plain POSIX sh and its paths in the VENV, BUILD_TOOLS and DIST variables.
 
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 # A node image with python3 (Debian's, from buildpack-deps), which vendor_assets.py needs.
-ARG NODE_IMAGE=node:22.15.1-bookworm
+ARG NODE_IMAGE=node:22.15.1-bookworm@sha256:e558507eb799e3a76fcdaaee5e48dce1a00aebc85892128a9fca59f63bd49511
 
 # The browser pages' assets (GraphiQL, Swagger UI at /docs) from the npm registry, checked
 # against integrity hashes pinned in the script, so the pages work without internet access in

@@ -53,9 +53,11 @@ def test_stages_are_assets_build_and_a_slim_runtime_on_the_build_python() -> Non
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", RUNTIME.base)
 
 
-def test_base_images_are_pinned_to_a_full_version_or_digest() -> None:
+def test_base_images_are_pinned_to_a_full_version_and_a_digest() -> None:
     for stage in DOCKERFILE.stages:
-        assert re.search(r":\d+\.\d+\.\d+-|@sha256:[0-9a-f]{64}$", stage.base), stage.base
+        assert re.fullmatch(
+            r"[a-z0-9./-]+:\d+\.\d+\.\d+-[a-z0-9.-]+@sha256:[0-9a-f]{64}", stage.base
+        ), stage.base
 
 
 def test_runtime_copies_only_the_venv_from_the_build() -> None:
