@@ -71,6 +71,20 @@ contracts-check: $(STAMP)
 
 test: lint imports typecheck security contracts-check pytest
 
+.PHONY: version image-check
+
+# The release version, pyproject.toml's: the image's label and the chart's appVersion carry it.
+VERSION = $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+
+version:
+	@echo $(VERSION)
+
+# The image built with buildah on stand-in bases made from Debian's packages, then run against the
+# simulator and checked (scripts/image_check.py). Needs root, buildah and debootstrap; .ci/run
+# calls it after make test.
+image-check:
+	$(PYTHON) scripts/image_check.py --version $(VERSION)
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
