@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install assets clients openapi-tools run test lint imports typecheck security pytest contracts contracts-check bench lock clean
+.PHONY: install assets clients openapi-tools chart-tools chart-readme run test lint imports typecheck security pytest contracts contracts-check bench lock clean
 
 install: $(STAMP)
 
@@ -42,6 +42,21 @@ $(OPENAPI_TOOLS_STAMP): $(OPENAPI_TOOLS)/package.json $(OPENAPI_TOOLS)/package-l
 	npm ci --prefix $(OPENAPI_TOOLS) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The chart's tools (helm/tools, locked): bitnami's readme-generator-for-helm, which writes the
+# parameter tables of helm/maas-gateway/README.md from values.yaml's `## @param` lines.
+CHART_TOOLS := helm/tools
+CHART_TOOLS_STAMP := $(CHART_TOOLS)/node_modules/.package-lock.json
+
+chart-tools: $(CHART_TOOLS_STAMP)
+
+$(CHART_TOOLS_STAMP): $(CHART_TOOLS)/package.json $(CHART_TOOLS)/package-lock.json
+	npm ci --prefix $(CHART_TOOLS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+# After changing helm/maas-gateway/values.yaml (tests/deploy fails until the README is current).
+chart-readme: $(CHART_TOOLS_STAMP)
+	$(CHART_TOOLS)/node_modules/.bin/readme-generator --values helm/maas-gateway/values.yaml --readme helm/maas-gateway/README.md
+
 run: $(STAMP) assets
 	$(BIN)/maas-gateway serve --host $(HOST) --port $(PORT)
 
@@ -56,7 +71,7 @@ imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) assets clients openapi-tools
+pytest: $(STAMP) assets clients openapi-tools chart-tools
 	$(BIN)/python -m pytest -q
 
 # Asserts only narrow types here (as ruff's S101 ignore says), so B101 is skipped.
@@ -95,4 +110,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra otel --extra redis --python-version 3.11 --python-platform linux --no-header --generate-hashes -c requirements/dev.lock -o requirements/runtime.lock
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/*/vendor .tools $(CLIENTS)/node_modules $(OPENAPI_TOOLS)/node_modules
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache app/static/*/vendor .tools $(CLIENTS)/node_modules $(OPENAPI_TOOLS)/node_modules $(CHART_TOOLS)/node_modules

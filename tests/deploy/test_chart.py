@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from annotated_types import Ge, Gt, Le
 
 from app.core.settings import ENV_PREFIX, Settings
@@ -32,8 +35,9 @@ SELECTOR = {"app.kubernetes.io/name": "maas-gateway", "app.kubernetes.io/instanc
 CI = {path.name.removesuffix("-values.yaml"): path for path in CI_VALUES}
 SCHEMA = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
 CHART_META = load_values(CHART / "Chart.yaml")
-# Custom resources: not in the Kubernetes schemas, checked by test_service_monitor_* instead.
-CRD_KINDS = {"ServiceMonitor"}
+# Custom resources: not in the Kubernetes schemas, checked by test_service_monitor_* and
+# test_chart_monitoring.py (promtool) instead.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 # Settings the chart sets itself (Secret, mounts, the image's CMD), so config must not.
 CHART_MANAGED_SETTINGS = {
     "maas_api_key",
@@ -68,8 +72,9 @@ def deployment(manifests: list[Manifest]) -> Manifest:
 
 
 def gateway_container(manifests: list[Manifest]) -> Manifest:
+    """The gateway's container: the first, whatever sidecars follow it."""
     containers = deployment(manifests)["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["gateway"]
+    assert containers[0]["name"] == "gateway"
     container: Manifest = containers[0]
     return container
 
@@ -169,6 +174,34 @@ def test_service_monitor_is_off_by_default(helm: Helm) -> None:
         ({"podDisruptionBudget": {"minAvailable": "half"}}, "/podDisruptionBudget/minAvailable"),
         ({"networkPolicy": {"maas": {"cidrs": ["maas.internal"]}}}, "/networkPolicy/maas/cidrs"),
         ({"securityContext": {"runAsNonRoot": "yes"}}, "/securityContext/runAsNonRoot"),
+        ({"commonLabels": {"tier": 1}}, "/commonLabels/tier"),
+        ({"extraObjects": [{"kind": "ConfigMap"}]}, "/extraObjects/0"),
+        ({"extraVolumes": [{"emptyDir": {}}]}, "/extraVolumes/0"),
+        ({"extraVolumeMounts": [{"name": "x"}]}, "/extraVolumeMounts/0"),
+        ({"initContainers": [{"name": "x"}]}, "/initContainers/0"),
+        ({"sidecars": "tls"}, "/sidecars"),
+        ({"maasApiKeyFile": {"enabled": "yes"}}, "/maasApiKeyFile/enabled"),
+        ({"networkPolicy": {"extraEgress": [{"too": []}]}}, "/networkPolicy/extraEgress/0"),
+        (
+            {"metrics": {"prometheusRule": {"alerts": {"notReady": {"for": "soon"}}}}},
+            "/metrics/prometheusRule/alerts/notReady/for",
+        ),
+        (
+            {"metrics": {"prometheusRule": {"alerts": {"serverErrors": {"ratio": 5}}}}},
+            "/metrics/prometheusRule/alerts/serverErrors/ratio",
+        ),
+        (
+            {"metrics": {"prometheusRule": {"selector": "job=maas"}}},
+            "/metrics/prometheusRule/selector",
+        ),
+        (
+            {"metrics": {"prometheusRule": {"additionalRules": [{"expr": "up"}]}}},
+            "/metrics/prometheusRule/additionalRules/0",
+        ),
+        (
+            {"metrics": {"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}},
+            "/metrics/grafanaDashboard/labels/grafana_dashboard",
+        ),
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else "",
 )
@@ -207,62 +240,6 @@ def test_values_that_cannot_work_fail_with_an_actionable_message(
     result = helm.template_result(overrides=overrides)
     assert result.returncode != 0
     assert message in result.stderr
-
-
-_KEY = re.compile(r"^(\s*)(?:- )?([A-Za-z][\w.-]*):(.*)$")
-
-
-def test_every_value_has_a_comment() -> None:
-    """Each leaf value in values.yaml has a comment line above it, or sits in a block whose
-    own "# --" comment documents it as a whole (securityContext, resources, ...)."""
-    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
-    undocumented = [
-        f"{number + 1}: {match.group(2)}"
-        for number, match in _keys(lines)
-        if not _is_group(lines, number, match) and not _documented(lines, number)
-    ]
-    assert not undocumented, f"values without a comment: {undocumented}"
-
-
-def _keys(lines: list[str]) -> list[tuple[int, re.Match[str]]]:
-    return [(n, m) for n, line in enumerate(lines) if (m := _KEY.match(line))]
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" -"))
-
-
-def _is_group(lines: list[str], number: int, match: re.Match[str]) -> bool:
-    """A key whose value is a nested block (its own keys are checked instead)."""
-    if match.group(3).strip():
-        return False
-    following = [
-        line for line in lines[number + 1 :] if line.strip() and not line.lstrip().startswith("#")
-    ]
-    return bool(following) and _indent(following[0]) > _indent(lines[number])
-
-
-def _documented(lines: list[str], number: int) -> bool:
-    if number and lines[number - 1].strip().startswith("#"):
-        return True
-    threshold = _indent(lines[number])
-    for index in range(number - 1, -1, -1):
-        if not _KEY.match(lines[index]) or _indent(lines[index]) >= threshold:
-            continue
-        threshold = _indent(lines[index])
-        if _comment_above(lines, index).startswith("# --"):
-            return True
-    return False
-
-
-def _comment_above(lines: list[str], number: int) -> str:
-    """The first line of the comment block directly above a line ("" when there is none)."""
-    first = ""
-    for index in range(number - 1, -1, -1):
-        if not lines[index].strip().startswith("#"):
-            break
-        first = lines[index].strip()
-    return first
 
 
 # --- config: values -> ConfigMap -> gateway settings ------------------------------------------
@@ -459,7 +436,7 @@ def test_demo_mode_needs_no_secret(helm: Helm) -> None:
 
 def test_gateway_tokens_are_mounted_from_the_rendered_secret(helm: Helm) -> None:
     manifests = helm.template(CI["all-features"])
-    secret = only(manifests, "Secret")
+    [secret] = [m for m in manifests if m["kind"] == "Secret" and m["metadata"]["name"] == FULLNAME]
     assert set(secret["data"]) == {"maas-api-key", "gateway-tokens"}
     container = gateway_container(manifests)
     assert env_map(container)["MAAS_GATEWAY_TOKENS_FILE"] == (
@@ -469,11 +446,11 @@ def test_gateway_tokens_are_mounted_from_the_rendered_secret(helm: Helm) -> None
     assert [m["metadata"]["name"] for m in ca_maps] == [f"{FULLNAME}-ca"]
 
 
-def test_network_policy_allows_egress_only_to_maas_and_dns(helm: Helm) -> None:
+def test_network_policy_allows_egress_only_to_maas_dns_and_the_extra_egress(helm: Helm) -> None:
     policy = only(helm.template(CI["all-features"]), "NetworkPolicy")["spec"]
     assert policy["podSelector"] == {"matchLabels": SELECTOR}
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
-    dns, maas = policy["egress"]
+    dns, maas, extra = policy["egress"]
     assert dns["to"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
@@ -485,6 +462,8 @@ def test_network_policy_allows_egress_only_to_maas_and_dns(helm: Helm) -> None:
         "to": [{"ipBlock": {"cidr": "10.20.0.5/32"}}],
         "ports": [{"port": 5443, "protocol": "TCP"}],
     }
+    # networkPolicy.extraEgress, as given, after the chart's own rules.
+    assert extra == load_values(CI["all-features"])["networkPolicy"]["extraEgress"][0]
     [ingress] = policy["ingress"]
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
     allowed = [peer.get("namespaceSelector", peer.get("podSelector")) for peer in ingress["from"]]
@@ -560,30 +539,152 @@ def test_notes_warn_about_demo_mode_and_a_lone_replica_with_a_budget(helm: Helm)
     assert "rollout restart deployment/gw-maas-gateway" in lone.stdout
 
 
-@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
-def test_every_ci_values_file_gives_the_pod_settings_and_tokens_it_can_start_with(
-    helm: Helm, values: Path
+# --- extension points -------------------------------------------------------------------------
+
+
+def _by_template(helm: Helm, values: Path) -> list[tuple[str, Manifest]]:
+    """Each rendered object with the template it came from."""
+    result = helm.template_result(values)
+    assert result.returncode == 0, result.stderr
+    found = []
+    for text in re.split(r"(?m)^---$", result.stdout):
+        source = re.search(r"^# Source: maas-gateway/(\S+)$", text, re.M)
+        manifest = yaml.safe_load(text)
+        if source and manifest:
+            found.append((source.group(1), manifest))
+    return found
+
+
+def test_common_labels_are_on_every_object_the_chart_renders(helm: Helm) -> None:
+    common = load_values(CI["all-features"])["commonLabels"]
+    objects = _by_template(helm, CI["all-features"])
+    own = [(source, m) for source, m in objects if source != "templates/extra-objects.yaml"]
+    unlabelled = [
+        f"{m['kind']} {m['metadata']['name']}"
+        for _, m in own
+        if not common.items() <= m["metadata"].get("labels", {}).items()
+    ]
+    templates = {p.relative_to(CHART).as_posix() for p in (CHART / "templates").rglob("*.yaml")}
+    assert {source for source, _ in own} == templates - {"templates/extra-objects.yaml"}
+    assert not unlabelled
+    pod = deployment([m for _, m in own])["spec"]["template"]["metadata"]["labels"]
+    assert common.items() <= pod.items()
+
+
+def test_common_labels_never_replace_the_chart_labels(helm: Helm) -> None:
+    overrides = {"commonLabels": {"app.kubernetes.io/name": "other", "team": "a"}}
+    manifests = helm.template(overrides=overrides)
+    labels = deployment(manifests)["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "maas-gateway"
+    assert labels["team"] == "a"
+    assert deployment(manifests)["spec"]["selector"] == {"matchLabels": SELECTOR}
+
+
+def test_extra_objects_are_rendered_with_their_templates_expanded(helm: Helm) -> None:
+    extra = [
+        m for s, m in _by_template(helm, CI["all-features"]) if s.endswith("extra-objects.yaml")
+    ]
+    token, documents = extra
+    assert token["kind"] == "Secret"
+    assert token["metadata"]["namespace"] == NAMESPACE
+    assert token["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    assert documents["metadata"]["name"] == f"{FULLNAME}-documents"
+    assert documents["metadata"]["namespace"] == NAMESPACE
+
+
+def test_extra_volumes_mounts_init_containers_and_sidecars_join_the_pod(helm: Helm) -> None:
+    values = load_values(CI["all-features"])
+    manifests = helm.template(CI["all-features"])
+    pod = deployment(manifests)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["documents"]["configMap"]["name"] == f"{FULLNAME}-documents"
+    assert {"tmp", "tls"} <= set(volumes)
+    mounts = gateway_container(manifests)["volumeMounts"]
+    assert values["extraVolumeMounts"][0] in mounts
+    [init] = pod["initContainers"]
+    assert init["image"] == gateway_container(manifests)["image"]  # templated
+    assert [c["name"] for c in pod["containers"]] == ["gateway", "tls"]
+    assert pod["containers"][1] == values["sidecars"][0]
+
+
+def test_extension_points_are_empty_by_default(helm: Helm) -> None:
+    manifests = helm.template()
+    pod = deployment(manifests)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["gateway"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert kinds(manifests) == kinds(helm.template(overrides={"extraObjects": []}))
+
+
+def test_maas_key_as_a_file_is_mounted_read_only_and_kept_out_of_the_environment(
+    helm: Helm,
 ) -> None:
-    """The ConfigMap's environment and the Secret's tokens file, as the pod would see them,
-    must make settings and tokens the gateway accepts (#12: a tokens line in the wrong format
-    crashed the pod while rendering passed)."""
-    import base64
-
-    from app.auth.tokens import parse_tokens
-
-    manifests = helm.template(values)
-    config = next(
-        m for m in manifests if m["kind"] == "ConfigMap" and "MAAS_GATEWAY_LOG_LEVEL" in m["data"]
-    )
-    environment = {k.removeprefix(ENV_PREFIX).lower(): v for k, v in config["data"].items()}
-    secrets = [m for m in manifests if m["kind"] == "Secret"]
-    files = {
-        key: base64.b64decode(value).decode() if "data" in secret else value
-        for secret in secrets
-        for key, value in (secret.get("data") or secret.get("stringData") or {}).items()
+    manifests = helm.template(overrides={**REAL_MAAS, "maasApiKeyFile": {"enabled": True}})
+    container = gateway_container(manifests)
+    env = env_map(container)
+    assert "MAAS_GATEWAY_MAAS_API_KEY" not in env
+    assert env["MAAS_GATEWAY_MAAS_API_KEY_FILE"] == "/etc/maas-gateway/maas/maas-api-key"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "maas-api-key")
+    assert mount == {
+        "name": "maas-api-key",
+        "mountPath": "/etc/maas-gateway/maas",
+        "readOnly": True,
     }
-    tokens = files.get("gateway-tokens") or files.get("tokens")
-    if tokens is not None:
-        assert parse_tokens(tokens), "the tokens file admits nobody"
-    environment.pop("tokens_file", None)  # mounted by the pod; checked above
-    Settings(**environment)  # every value is one the gateway takes
+    volume = next(
+        v
+        for v in deployment(manifests)["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "maas-api-key"
+    )
+    assert volume["secret"]["secretName"] == FULLNAME
+    assert volume["secret"]["items"] == [{"key": "maas-api-key", "path": "maas-api-key"}]
+    assert volume["secret"]["defaultMode"] == 0o440
+
+
+def test_maas_key_file_needs_no_mount_in_demo_mode(helm: Helm) -> None:
+    manifests = helm.template(overrides={"maasApiKeyFile": {"enabled": True}})
+    assert "env" not in gateway_container(manifests)
+    assert [v["name"] for v in deployment(manifests)["spec"]["template"]["spec"]["volumes"]] == [
+        "tmp"
+    ]
+
+
+# --- the chart's metadata and README ----------------------------------------------------------
+
+
+def test_artifacthub_annotations_are_what_artifact_hub_reads(helm: Helm) -> None:
+    annotations = CHART_META["annotations"]
+    assert annotations["artifacthub.io/license"] == "Apache-2.0"
+    [image] = yaml.safe_load(annotations["artifacthub.io/images"])
+    # The image the chart deploys by default, so a release bumping appVersion must bump it too.
+    assert image["image"] == gateway_container(helm.template())["image"]
+    links = yaml.safe_load(annotations["artifacthub.io/links"])
+    assert links and all(set(link) == {"name", "url"} for link in links)
+    assert all(link["url"].startswith("https://") for link in links)
+    changes = yaml.safe_load(annotations["artifacthub.io/changes"])
+    kinds_allowed = {"added", "changed", "deprecated", "removed", "fixed", "security"}
+    assert changes and all(change["kind"] in kinds_allowed for change in changes)
+    assert all(change["description"] for change in changes)
+    for flag in ("operator", "prerelease", "containsSecurityUpdates"):
+        assert annotations[f"artifacthub.io/{flag}"] in {"true", "false"}
+
+
+def test_chart_readme_parameters_are_generated_from_values(tmp_path: Path) -> None:
+    """The README's tables are what readme-generator-for-helm makes of values.yaml now; it also
+    fails when a value has no `## @param` line, or a line names no value."""
+    generator = REPO / "helm" / "tools" / "node_modules" / ".bin" / "readme-generator"
+    assert generator.is_file(), "run `make chart-tools` (make test does) first"
+    readme = tmp_path / "README.md"
+    shutil.copyfile(CHART / "README.md", readme)
+    done = subprocess.run(
+        [str(generator), "--values", str(CHART / "values.yaml"), "--readme", str(readme)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Metadata is correct" in done.stdout
+    expected = readme.read_text(encoding="utf-8")
+    assert (CHART / "README.md").read_text(encoding="utf-8") == expected, (
+        "helm/maas-gateway/README.md is out of date: run `make chart-readme`"
+    )

@@ -23,13 +23,31 @@ Full resource name: release-chart, or just the release when it already contains 
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every resource. */}}
+{{/* Labels on every resource: the chart's own, then commonLabels (which never replace them). */}}
 {{- define "maas-gateway.labels" -}}
-helm.sh/chart: {{ include "maas-gateway.chart" . }}
-{{ include "maas-gateway.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: maas-gateway
+{{- $labels := include "maas-gateway.selectorLabels" . | fromYaml }}
+{{- $_ := set $labels "helm.sh/chart" (include "maas-gateway.chart" .) }}
+{{- $_ = set $labels "app.kubernetes.io/version" (toString .Chart.AppVersion) }}
+{{- $_ = set $labels "app.kubernetes.io/managed-by" .Release.Service }}
+{{- $_ = set $labels "app.kubernetes.io/part-of" "maas-gateway" }}
+{{- toYaml (merge $labels .Values.commonLabels) }}
+{{- end }}
+
+{{/* The pods' labels: every resource's, plus podLabels (which never replace them either). */}}
+{{- define "maas-gateway.podLabels" -}}
+{{- toYaml (merge (include "maas-gateway.labels" . | fromYaml) .Values.podLabels) }}
+{{- end }}
+
+{{/*
+A value rendered as YAML with the templates in it expanded: extraVolumes, sidecars, extraObjects
+and the like, given as YAML or as a string. Call with (dict "value" ... "context" $).
+*/}}
+{{- define "maas-gateway.render" -}}
+{{- if kindIs "string" .value }}
+{{- tpl .value .context }}
+{{- else }}
+{{- tpl (toYaml .value) .context }}
+{{- end }}
 {{- end }}
 
 {{/* Labels that select the gateway pods; immutable once a Deployment exists. */}}
@@ -49,6 +67,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The Secret the pods read: the operator's existingSecret, or the one this chart renders. */}}
 {{- define "maas-gateway.secretName" -}}
 {{- default (include "maas-gateway.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{/* Where the MAAS key file is mounted when maasApiKeyFile.enabled is true. */}}
+{{- define "maas-gateway.maasApiKeyDir" -}}
+/etc/maas-gateway/maas
 {{- end }}
 
 {{/* "true" when the pods need a Secret at all (a MAAS key or a token file). */}}
