@@ -1,8 +1,12 @@
-# One-command set-up: every target creates .venv and installs the locked dependencies first.
+# One-command set-up: every target creates .venv and installs the locked dependencies first:
+# `make run` only what serving needs, `make test` the dev tools on top.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+# A stamp for each lock installed: the dev lock (make test) and the runtime lock (make run).
 STAMP := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -10,12 +14,24 @@ PORT ?= 8000
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/dev.lock
+# Serving only: the hashed runtime lock (the image's), then the package in place, built with
+# setuptools and wheel at the dev lock's pins.
+$(RUNTIME_STAMP): pyproject.toml requirements/runtime.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements/dev.lock
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PIP) --require-hashes --no-deps -r requirements/runtime.lock
+	$(PIP) --no-deps $$(grep -E '^(setuptools|wheel)==' requirements/dev.lock)
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
+
+# Everything make test needs, also on top of a venv make run made. The dev lock pins the runtime
+# lock's packages at the same versions (tests/deploy checks), so it covers the runtime stamp too
+# and a later make run installs nothing, downgrades nothing.
+$(STAMP): pyproject.toml requirements/dev.lock requirements/runtime.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -r requirements/dev.lock
+	$(PIP) --no-deps --no-build-isolation -e .
+	touch $(RUNTIME_STAMP) $@
 
 # The browser pages' assets from the npm registry: GraphiQL's and Swagger UI's (/docs), each into
 # app/static/<page>/vendor (a no-op when they are current).
@@ -57,7 +73,7 @@ $(CHART_TOOLS_STAMP): $(CHART_TOOLS)/package.json $(CHART_TOOLS)/package-lock.js
 chart-readme: $(CHART_TOOLS_STAMP)
 	$(CHART_TOOLS)/node_modules/.bin/readme-generator --values helm/maas-gateway/values.yaml --readme helm/maas-gateway/README.md
 
-run: $(STAMP) assets
+run: $(RUNTIME_STAMP) assets
 	$(BIN)/maas-gateway serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
