@@ -15,6 +15,7 @@ MODULES: tuple[str, ...] = (
     "bench.load",
     "bench.replicas",
     "bench.idle_sockets",
+    "bench.subscribers",
 )
 """Every benchmark module; importing one registers its benchmarks."""
 

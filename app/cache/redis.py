@@ -158,6 +158,14 @@ STORED_FORMAT = 2
 answer no longer keeps its content type, which the asker's Accept header chooses)."""
 
 
+def _schema_version() -> str:
+    """A hash of the stored format and every model field L2 holds."""
+    fields = sorted(
+        (name, [f.name for f in dataclasses.fields(cls)]) for name, cls in _DATACLASSES.items()
+    )
+    return hashlib.blake2b(repr((STORED_FORMAT, fields)).encode(), digest_size=8).hexdigest()
+
+
 class RedisBackend:
     """One replica's link to the shared Redis.
 
@@ -220,18 +228,7 @@ class RedisBackend:
         # A write whose message may not have gone out: the next connection flushes everyone.
         self._missed = False
         # Part of every shared key: replicas running different model versions never share.
-        self._schema = hashlib.blake2b(
-            repr(
-                (
-                    STORED_FORMAT,
-                    sorted(
-                        (name, [f.name for f in dataclasses.fields(cls)])
-                        for name, cls in _DATACLASSES.items()
-                    ),
-                )
-            ).encode(),
-            digest_size=8,
-        ).hexdigest()
+        self._schema = _schema_version()
         cache.listener = self._record
         # Until the subscription is up, other replicas' writes cannot reach this one.
         cache.cap_ttls(self._degraded_ttl)

@@ -94,13 +94,14 @@ def _demo_access(settings: Settings, user_key: str) -> Settings:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    from app.cli.server import GatewayServer
+    from app.cli.server import GatewayServer, app_options
     from app.main import create_app
 
     base = f"http://{settings.host}:{settings.port}"
     print(f"Gateway: {base}/  GraphiQL: {base}/graphql  REST: {base}/api/v1/")
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -108,6 +109,7 @@ def _serve(settings: Settings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        **app_options(app),
     )
     server = GatewayServer(config)
     with contextlib.suppress(KeyboardInterrupt):

@@ -76,6 +76,7 @@ class BackgroundServer:
             "lifespan": "on",
             "access_log": False,
             "log_config": None,
+            **app_options(app),
             **uvicorn_options,
         }
         self._config = uvicorn.Config(
@@ -124,3 +125,13 @@ class BackgroundServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def app_options(app: Any) -> dict[str, Any]:
+    """What the app's settings ask of the server, wherever it runs (serve, tests, benchmarks)."""
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    if settings is None:
+        return {}
+    # Each socket's deflate state costs about 50 KiB (zlib's window), which at thousands of
+    # subscribers is most of what a socket costs; and every frame sent is compressed.
+    return {"ws_per_message_deflate": bool(settings.graphql_ws_compression)}

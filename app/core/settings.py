@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         default=1000,
         description="Subscriptions one principal may hold open at once, over all its sockets.",
     )
+    graphql_ws_compression: bool = Field(
+        default=False,
+        description="permessage-deflate on GraphQL WebSockets: less bandwidth for about 50 KiB "
+        "more memory per socket, and CPU for every frame sent.",
+    )
     graphql_ws_init_timeout: PositiveFloat = Field(
         default=10.0,
         description="Seconds a GraphQL WebSocket may stay open without connection_init before "

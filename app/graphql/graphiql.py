@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-# Vendored from the npm registry by scripts/vendor_graphiql.py (not committed), in load order.
+# Vendored from the npm registry by scripts/vendor_assets.py (not committed), in load order.
 VENDOR_SCRIPTS = (
     "vendor/react.production.min.js",
     "vendor/react-dom.production.min.js",

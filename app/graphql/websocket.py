@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -51,6 +52,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
     """graphql-transport-ws. connection_init signs in, or closes with 4401 (a missing or wrong
     credential) or 4429 (over the rate limit); silence past the wait closes with 4408. Syntax,
     validation, operation and scope errors are `error` frames for their id."""
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        # A client that left while a payload was being sent is a disconnect, logged once
+        # as the socket closes, not a server fault with a traceback.
+        if not isinstance(error, WebSocketDisconnected):
+            await super().handle_task_exception(error)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload") or {}
@@ -163,7 +170,10 @@ class LegacyWSHandler(BaseGraphQLWSHandler[GraphQLContext, None]):
                 await self.send_data_message(result, operation_id)
             await self.send_message(CompleteMessage(type="complete", id=operation_id))
         except asyncio.CancelledError:
-            await self.send_message(CompleteMessage(type="complete", id=operation_id))
+            with suppress(WebSocketDisconnected):
+                await self.send_message(CompleteMessage(type="complete", id=operation_id))
+        except WebSocketDisconnected:
+            pass  # the client left mid-send: a disconnect, not a fault (as above)
         finally:
             self.subscriptions.pop(operation_id, None)
             self.tasks.pop(operation_id, None)
