@@ -448,6 +448,8 @@ class BootService:
         options: SourceOptions | None = None,
     ) -> BootSource:
         await self._require_38(caller, options)
+        if keyring_data is None:
+            keyring_data = await self._stored_keyring(caller, source_id)
         try:
             updated = await caller.maas.update_boot_source(
                 source_id,
@@ -459,6 +461,13 @@ class BootService:
         finally:
             self._invalidate_source(source_id)
         return to_boot_source(updated)
+
+    @staticmethod
+    async def _stored_keyring(caller: Caller, source_id: int) -> bytes | None:
+        """The keyring bytes a source holds, to send again: MAAS answers 500 to an update of a
+        source with keyring data that does not upload it anew (maas-api.md §6.3)."""
+        stored = (await caller.maas.get_boot_source(source_id)).keyring_bytes()
+        return stored or None
 
     @staticmethod
     async def _require_38(caller: Caller, options: SourceOptions | None) -> None:

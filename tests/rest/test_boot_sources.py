@@ -137,6 +137,24 @@ def test_update_boot_source_is_partial(api: httpx.Client, method: str) -> None:
     assert (again["url"], again["keyring_filename"]) == ("http://w.example.com/", "/k.gpg")
 
 
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+def test_update_of_a_keyring_data_source_keeps_its_keyring(api: httpx.Client, method: str) -> None:
+    # MAAS answers 500 to an update that does not upload the keyring again (maas-api.md §6.3):
+    # the gateway sends the stored one.
+    keyring = base64.b64encode(b"\x99\x01\rkept-keyring").decode()
+    created = api.post(
+        "/boot-sources", json={"url": "http://kept.example.com/", "keyring_data": keyring}
+    ).json()
+    response = api.request(
+        method, f"/boot-sources/{created['id']}", json={"url": "http://moved.example.com/"}
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["url"], response.json()["keyring_data"]) == (
+        "http://moved.example.com/",
+        keyring,
+    )
+
+
 def test_delete_boot_source(api: httpx.Client, simulator: BackgroundServer) -> None:
     created = api.post(
         "/boot-sources", json={"url": "http://v.example.com/", "keyring_filename": "/k.gpg"}
