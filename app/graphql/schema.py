@@ -46,6 +46,7 @@ from app.graphql import types
 from app.graphql.authorization import Authorize
 from app.graphql.context import GraphQLContext
 from app.graphql.cost import CostModel, Estimator
+from app.graphql.events import shared_event_executor
 from app.graphql.limits import Documents, Limits, hides_suggestions
 from app.graphql.telemetry import OperationTelemetry, resolver_spans
 from app.observability.context import note_cache
@@ -644,6 +645,7 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
+        execution_context_class=shared_event_executor(),
         types=[types.ImportProgress, types.ResourceProgress],
     )
     schema.documents = documents
