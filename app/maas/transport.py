@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import httpx
@@ -46,28 +45,13 @@ def _translate(exc: BaseException, request: httpx.Request) -> BaseException:
     return kind(message, request=request)
 
 
-class _TranslatingStream(httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request) -> None:
-        self._stream = stream
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._stream:
-                yield chunk
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise _translate(exc, self._request) from exc
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise _translate(exc, self._request) from exc
-
-
 class AiohttpTransport(_AiohttpTransport):
     """httpx_aiohttp's transport with aiohttp's errors mapped to the matching httpx errors, and
     without aiohttp's hidden resend: retrying is the client's decision alone."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def get_client(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -86,23 +70,66 @@ class AiohttpTransport(_AiohttpTransport):
         return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """One exchange, its body read whole: every MAAS answer the client takes is read
+        whole anyway, and httpx_aiohttp's streamed, per-chunk response (with a fresh timeout
+        object and header conversion per request) cost as much CPU as aiohttp itself
+        (docs/architecture.md, "Performance model")."""
+        session = self.client
+        if not isinstance(session, aiohttp.ClientSession):
+            session = self.client = self.get_client()
+        data: bytes | httpx.AsyncByteStream | httpx.SyncByteStream | None
+        try:
+            data = request.content or None
+        except httpx.RequestNotRead:
+            data = request.stream  # a streamed upload chunk; aiohttp frames it
+            request.headers.pop("transfer-encoding", None)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         # aiohttp has no write timeout: a peer that stops reading a chunk would stall the PUT
         # forever. Its connect and read timers fire first in every other case, so a deadline
-        # on the whole exchange up to the response headers only ever catches a stalled write.
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        # on the whole exchange only ever catches a stalled write.
         budget = sum(value for value in timeouts.values() if value is not None)
         try:
-            async with asyncio.timeout(budget or None):
-                response = await super().handle_async_request(request)
+            async with (
+                asyncio.timeout(budget or None),
+                session.request(
+                    request.method,
+                    str(request.url),
+                    headers=request.headers.multi_items(),
+                    data=data,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    compress=False,
+                    timeout=self._client_timeout(timeouts),
+                    server_hostname=request.extensions.get("sni_hostname"),
+                ) as response,
+            ):
+                body = await response.read()
         except TimeoutError as exc:
             if isinstance(exc, aiohttp.ClientError):
                 raise _translate(exc, request) from exc
             raise httpx.WriteTimeout("the request was not sent in time", request=request) from exc
         except (httpx.TransportError, aiohttp.ClientError) as exc:
             raise _translate(exc, request) from exc
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _TranslatingStream(response.stream, request)
-        return response
+        extensions: dict[str, object] = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            content=body,
+            request=request,
+            extensions=extensions,
+        )
+
+    def _client_timeout(self, timeouts: dict[str, float | None]) -> aiohttp.ClientTimeout:
+        # One per pool's timeouts (they never change), not one per request.
+        key = (timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool"))
+        known = self._timeouts.get(key)
+        if known is None:
+            known = self._timeouts[key] = aiohttp.ClientTimeout(
+                sock_connect=key[0], sock_read=key[1], connect=key[2]
+            )
+        return known
 
 
 def make_transport(
