@@ -87,10 +87,14 @@ class MaasAuth(httpx.Auth):
         self.credentials = credentials
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self.sign(request)
+        yield request
+
+    def sign(self, request: httpx.Request) -> None:
+        """Set the request's `Authorization` (the client calls this straight, no flow)."""
         request.headers["Authorization"] = self.credentials.authorization(
             nonce=secrets.token_hex(16), timestamp=int(time.time())
         )
-        yield request
 
     def __repr__(self) -> str:
         return f"MaasAuth({self.credentials!r})"

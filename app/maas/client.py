@@ -176,6 +176,12 @@ class _Pool:
     """What every view of one client shares: the connection pool, the bound and the policy."""
 
     http: httpx.AsyncClient
+    transport: httpx.AsyncBaseTransport
+    """The client's own transport: each request goes to it straight, signed and complete, so
+    httpx's client adds no second build, merge and auth flow per request (docs/architecture.md,
+    "Performance model"); the client owns its lifecycle and its defaults."""
+    headers: tuple[tuple[str, str], ...]
+    timeouts: dict[str, float | None]
     api_root: str
     semaphore: asyncio.Semaphore
     origin: str
@@ -227,18 +233,23 @@ class MaasClient:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             )
             transport = make_transport(backend, verify=_ssl_context(verify), limits=limits)
+        timeouts = httpx.Timeout(timeout, connect=connect_timeout)
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json, */*;q=0.9"}
         http = httpx.AsyncClient(
             base_url=api_root,
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            timeout=timeouts,
             follow_redirects=False,
             trust_env=False,
             cookies=_NoCookies(),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json, */*;q=0.9"},
+            headers=headers,
         )
         url = httpx.URL(api_root)
         self._pool = _Pool(
             http=http,
+            transport=transport,
+            headers=tuple(headers.items()),
+            timeouts=timeouts.as_dict(),
             api_root=api_root,
             semaphore=asyncio.Semaphore(max_concurrency),
             origin=str(url.copy_with(raw_path=b"/")).rstrip("/"),
@@ -286,7 +297,7 @@ class MaasClient:
 
     def _set_credentials(self, credentials: MaasCredentials | None) -> None:
         self.credentials = credentials
-        self._auth: httpx.Auth | None = MaasAuth(credentials) if credentials else None
+        self._auth: MaasAuth | None = MaasAuth(credentials) if credentials else None
         hidden: list[str] = [self._pool.origin, httpx.URL(self._pool.origin).netloc.decode()]
         if credentials is not None:
             hidden.extend(credentials.sensitive_values)
@@ -778,7 +789,15 @@ class MaasClient:
             # aiohttp copies a bytes body over 1 MiB and warns about it; one streamed piece
             # with its exact Content-Length goes to the socket as it is.
             body = _one_piece(content)
-        request = pool.http.build_request(method, url, content=body, headers=headers)
+        request = httpx.Request(
+            method,
+            url,
+            content=body,
+            headers=[*pool.headers, *headers.items()],
+            extensions={"timeout": pool.timeouts},
+        )
+        if self._auth is not None:
+            self._auth.sign(request)
         started = time.perf_counter()
         try:
             async with pool.semaphore:
@@ -786,7 +805,7 @@ class MaasClient:
                 # Read timeouts restart with every piece of a body: a peer that drips its
                 # answer would hold the caller forever without a deadline on the whole.
                 async with asyncio.timeout(pool.exchange_deadline):
-                    response = await pool.http.send(request, auth=self._auth)
+                    response = await _exchange_once(pool.transport, request)
         except TimeoutError as exc:
             timeout = UpstreamTimeout(f"MAAS {operation} failed: no full answer in time")
             self._observe(operation, method, timeout.code, started)
@@ -822,6 +841,19 @@ class MaasClient:
             return validate(orjson.loads(response.content))
         except ValueError as exc:  # orjson.JSONDecodeError, pydantic.ValidationError
             raise map_failure(operation, exc, redact=self._redact) from exc
+
+
+async def _exchange_once(
+    transport: httpx.AsyncBaseTransport, request: httpx.Request
+) -> httpx.Response:
+    """The transport's answer, read whole (the aiohttp transport reads it already; httpx's
+    own pool streams it, and the connection goes back once it is read)."""
+    response = await transport.handle_async_request(request)
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    return response
 
 
 async def _one_piece(data: bytes) -> AsyncIterator[bytes]:
