@@ -6,7 +6,8 @@ stand-ins: a debootstrap'ed bookworm with Debian's python3 and, for the asset st
 Debian's npm. They are cached in buildah's image store under a tag keyed on their recipe, so only
 a changed recipe builds them again. The image then runs with `buildah run` (podman's runtime
 cannot set rlimits in this sandbox) in demo mode, which starts the simulator in-process. Stdlib
-only, so it needs nothing of the dev venv.
+only, so it needs nothing of the dev venv. The build uses buildah's layer cache, so a run where
+only app/ changed is quick; `buildah rmi --prune` reclaims what older runs left.
 """
 
 from __future__ import annotations
@@ -414,6 +415,7 @@ def check_running(tools: Tools, tag: str, config: ImageConfig, version: str) -> 
             findings.append(f"/livez 200; the serving process (pid {gateway.pid}) has uid {uid}")
             findings.append(f"GraphQL: {check_graphql(gateway.base)}")
             findings.append(check_page_assets(gateway.base, "/graphql"))
+            findings.append(check_page_assets(gateway.base, "/docs"))
             findings.append(check_read_only_venv(tools, container))
             findings.append(check_package_version(tools, container, version))
             stop_gateway(gateway)
