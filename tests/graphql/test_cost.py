@@ -3,6 +3,7 @@ budget, estimated without executing anything and refused before MAAS is asked.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -23,6 +24,8 @@ from graphql import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from app.cli.server import BackgroundServer
 from app.graphql.cost import FIELD_READS, CostModel, Estimator, Reads
@@ -234,3 +237,24 @@ def test_an_operation_dearer_than_the_whole_budget_is_refused_outright(
     [error] = refused.json()["errors"]
     assert "more than the whole budget (40 per 60 s)" in error["message"]
     assert "Retry-After" not in refused.headers
+
+
+def test_operations_over_a_websocket_spend_the_same_budget(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(cost_budget=120, cost_budget_window=3600, response_cache_ttl=0)
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")], open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+        frames = []
+        for n in range(3):
+            ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": {"query": NESTED}}))
+            while not frames or frames[-1]["type"] not in ("complete", "error"):
+                frames.append(json.loads(ws.recv(timeout=30)))
+            frames.append({"type": "-"})  # the end of one operation's frames
+    kinds = [frame["type"] for frame in frames]
+    assert kinds == ["next", "complete", "-", "next", "complete", "-", "error", "-"]
+    [error] = frames[6]["payload"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert error["extensions"]["cost"] == {"estimated": 51, "budget": 120}
+    # Over HTTP the same principal finds the budget spent too.
+    assert post(gateway.url, {"query": NESTED}).status_code == 429
