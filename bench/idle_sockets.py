@@ -69,11 +69,11 @@ def idle_sockets() -> list[Result]:
 async def _open_and_close(gateway: ServerProcess) -> tuple[int, int, int]:
     url = gateway.url.replace("http://", "ws://") + "/graphql"
     await _close_all(await _open(url, 100))  # warm: the first sockets allocate once
-    before = _settled_rss(gateway)
+    before = settled_rss(gateway)
     sockets = await _open(url, SOCKETS)
     peak = gateway.rss_bytes()
     await _close_all(sockets)
-    return before, peak, _settled_rss(gateway)
+    return before, peak, settled_rss(gateway)
 
 
 async def _admitted(gateway: ServerProcess) -> int:
@@ -99,7 +99,7 @@ async def _close_all(sockets: list[ClientConnection]) -> None:
     await asyncio.gather(*(s.close() for s in sockets))
 
 
-def _settled_rss(gateway: ServerProcess) -> int:
+def settled_rss(gateway: ServerProcess) -> int:
     """The lowest RSS over two seconds: freed memory is returned over a few collections."""
     lowest = gateway.rss_bytes()
     deadline = time.monotonic() + 2

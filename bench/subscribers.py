@@ -15,6 +15,7 @@ from websockets.typing import Subprotocol
 
 from bench import Result, at_most, benchmark
 from bench.asgi import BENCH_TOKEN
+from bench.idle_sockets import settled_rss
 from bench.serve import ServerProcess, environment, server_process
 from bench.upstream import simulator_process
 
@@ -77,9 +78,9 @@ def subscribers() -> list[Result]:
 async def _measure(gateway: ServerProcess, maas_url: str) -> tuple[float, float, float]:
     url = gateway.url.replace("http://", "ws://") + "/graphql"
     first = await _subscribe(url)  # the poller and the first socket's allocations
-    before = _settled_rss(gateway)
+    before = settled_rss(gateway)
     sockets = await _open_many(url, SUBSCRIBERS - 1)
-    after = _settled_rss(gateway)
+    after = settled_rss(gateway)
     everyone = [first, *sockets]
     polls_before, started = _polls(gateway), time.monotonic()
     await asyncio.sleep(10 * INTERVAL)  # a benchmark's window, not a test's wait
@@ -133,13 +134,3 @@ def _polls(gateway: ServerProcess) -> float:
         for line in text.splitlines()
         if line.startswith("maas_gateway_upstream_requests_total") and "is_importing" in line
     )
-
-
-def _settled_rss(gateway: ServerProcess) -> int:
-    """The lowest RSS over two seconds, once allocations have settled."""
-    lowest = gateway.rss_bytes()
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        lowest = min(lowest, gateway.rss_bytes())
-    return lowest
