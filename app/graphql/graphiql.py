@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from app.http.pages import page_headers
+
 # Vendored from the npm registry by scripts/vendor_assets.py (not committed), in load order.
 VENDOR_SCRIPTS = (
     "vendor/react.production.min.js",
@@ -15,17 +17,8 @@ VENDOR_STYLES = ("vendor/graphiql.min.css", "vendor/plugin-explorer.css")
 
 # Nothing inline and nothing from elsewhere (fonts are data: URIs in graphiql.min.css); the
 # page may not be framed, and its queries go to this origin only.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
-)
-GRAPHIQL_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
+GRAPHIQL_HEADERS = page_headers(fonts="'self' data:")
+CONTENT_SECURITY_POLICY = GRAPHIQL_HEADERS["Content-Security-Policy"]
 
 _PAGE = """<!doctype html>
 <html lang="en">

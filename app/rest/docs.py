@@ -8,6 +8,8 @@ from html import escape
 from fastapi import APIRouter
 from starlette.responses import HTMLResponse
 
+from app.http.pages import page_headers
+
 DOCS_PATH = "/docs"
 # Vendored from the npm registry by scripts/vendor_assets.py (not committed), in load order.
 VENDOR_SCRIPTS = ("vendor/swagger-ui-bundle.js",)
@@ -17,17 +19,8 @@ FAVICON = "vendor/favicon-32x32.png"
 # Nothing inline and nothing from elsewhere: FastAPI's own page starts Swagger UI from an inline
 # script, so this one has its own boot.js. data: images are the icons inside swagger-ui.css. The
 # page may not be framed, and "Try it out" sends requests to this origin only.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
-)
-DOCS_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
+DOCS_HEADERS = page_headers(images="'self' data:")
+CONTENT_SECURITY_POLICY = DOCS_HEADERS["Content-Security-Policy"]
 
 _PAGE = """<!doctype html>
 <html lang="en">
