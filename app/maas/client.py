@@ -148,6 +148,24 @@ def _absolute_url(api_root: str, relative: str) -> httpx.URL:
     return httpx.URL(api_root + relative)
 
 
+_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json, */*;q=0.9"}
+
+
+def _http_client(
+    api_root: str, transport: httpx.AsyncBaseTransport, timeouts: httpx.Timeout
+) -> httpx.AsyncClient:
+    """The httpx client that owns the transport and states the pool's defaults."""
+    return httpx.AsyncClient(
+        base_url=api_root,
+        transport=transport,
+        timeout=timeouts,
+        follow_redirects=False,
+        trust_env=False,
+        cookies=_NoCookies(),
+        headers=_HEADERS,
+    )
+
+
 class _NoCookies(CookieJar):
     """Keeps nothing: MAAS's API needs no cookies, and one pool serves callers with different
     credentials, so a cookie set for one must never ride on another's request."""
@@ -234,21 +252,11 @@ class MaasClient:
             )
             transport = make_transport(backend, verify=_ssl_context(verify), limits=limits)
         timeouts = httpx.Timeout(timeout, connect=connect_timeout)
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json, */*;q=0.9"}
-        http = httpx.AsyncClient(
-            base_url=api_root,
-            transport=transport,
-            timeout=timeouts,
-            follow_redirects=False,
-            trust_env=False,
-            cookies=_NoCookies(),
-            headers=headers,
-        )
         url = httpx.URL(api_root)
         self._pool = _Pool(
-            http=http,
+            http=_http_client(api_root, transport, timeouts),
             transport=transport,
-            headers=tuple(headers.items()),
+            headers=tuple(_HEADERS.items()),
             timeouts=timeouts.as_dict(),
             api_root=api_root,
             semaphore=asyncio.Semaphore(max_concurrency),
