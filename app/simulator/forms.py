@@ -32,6 +32,8 @@ _URL = re.compile(
     r"(?::\d{1,5})?(?:[/?#][^\s]*)?$",
 )
 _DECIMAL_TAIL = re.compile(r"\.0*\s*$")
+POSTGRES_INT_MAX = 2**31 - 1
+"""The largest value of a Postgres `integer` column, such as a boot source's priority."""
 
 
 class _Errors:
@@ -384,6 +386,11 @@ def _clean_priority(form: _SourceForm) -> None:
     priority = _integer(form.data, "priority", form.errors, required=True)
     if priority is not None and priority < 0:
         form.errors.add("priority", "Ensure this value is greater than or equal to 0.")
+    elif priority is not None and priority > POSTGRES_INT_MAX:
+        # Django gives an IntegerField the database column's range as validators.
+        form.errors.add(
+            "priority", f"Ensure this value is less than or equal to {POSTGRES_INT_MAX}."
+        )
     form.priority = priority
 
 

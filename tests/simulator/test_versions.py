@@ -139,6 +139,19 @@ def test_url_slash_is_stripped_and_new_fields_default_when_3_8(maas_for: Clients
     assert body["skip_keyring_verification"] is True
 
 
+@pytest.mark.parametrize(("priority", "status"), [("2147483647", 200), ("2147483648", 400)])
+def test_priority_beyond_a_postgres_integer_is_refused_when_3_8(
+    maas_for: Clients, priority: str, status: int
+) -> None:
+    admin, _ = maas_for(maas_version="3.8")
+
+    response = admin.put("boot-sources/1/", fields=[("priority", priority)])
+
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert "2147483647" in response.json()["priority"][0]
+
+
 def test_custom_prefix_is_kept_and_commissioning_delete_allowed_when_3_8(maas_for: Clients) -> None:
     admin, _ = maas_for(maas_version="3.8")
 
