@@ -88,7 +88,7 @@ class Pipeline:
             graphql = scope["path"] == GRAPHQL_PATH
             try:
                 limit, identity = self.admission.check(scope, exchange)
-                if identity is not None:
+                if identity is not None and self.admission.callers.limiter is not None:
                     await self.admission.throttle(scope, identity)
                 if graphql and identity and not self.admission.callers.confirmed(identity.caller):
                     await self._confirm(exchange, identity)
