@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
 
 MODULES: tuple[str, ...] = (
     "bench.fanout",
@@ -34,14 +34,28 @@ class Result:
     unit: str = "ms"
 
 
-Benchmark = Callable[[], list[Result]]
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A part of docs/benchmarks.md of its own after the table (a benchmark's detail: its own
+    table, a plot); `files` are written beside the report, named relative to docs/."""
+
+    title: str
+    markdown: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+Benchmark = Callable[[], Sequence[Result | Section]]
 REGISTRY: dict[str, Benchmark] = {}
 
 
-def benchmark(name: str) -> Callable[[Benchmark], Benchmark]:
-    """Register a benchmark under `name`; `python -m bench` runs them in registration order."""
+B = TypeVar("B", bound=Benchmark)
 
-    def register(function: Benchmark) -> Benchmark:
+
+def benchmark(name: str) -> Callable[[B], B]:
+    """Register a benchmark under `name`; `python -m bench` runs them in registration order
+    (with no arguments: parameters with defaults are for shorter runs, e.g. bench/check.py)."""
+
+    def register(function: B) -> B:
         if name in REGISTRY:
             raise ValueError(f"benchmark {name!r} is registered twice")
         REGISTRY[name] = function
@@ -56,6 +70,18 @@ def at_most(figure: float, bound: float) -> tuple[str, bool]:
 
 def at_least(figure: float, bound: float) -> tuple[str, bool]:
     return f"≥ {bound:g}x", figure >= bound
+
+
+def cpu_row(
+    name: str, figure: float, baseline: float, bound: float | None = None, unit: str = "ms"
+) -> Result:
+    """A CPU figure against its same-run baseline: at most `bound` times it, or for
+    information when the issue sets no bound."""
+    ratio = figure / baseline if baseline else float("inf")
+    if bound is None:
+        return Result(name, figure, baseline, ratio, "info", None, unit)
+    target, passed = at_most(ratio, bound)
+    return Result(name, figure, baseline, ratio, target, passed, unit)
 
 
 def load(modules: Iterable[str] = MODULES) -> dict[str, Benchmark]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import Result, format_table, load
+from bench import Result, Section, format_table, load
 
 
 def main(argv: list[str]) -> int:
@@ -18,19 +19,31 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(registry)}")
         return 2
     results: list[Result] = []
+    sections: list[Section] = []
     for name, run in registry.items():
         if argv and name not in argv:
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        results.extend(run())
+        for item in run():
+            if isinstance(item, Result):
+                results.append(item)
+            else:
+                sections.append(item)
     print(format_table(results))
+    if argv and sections:
+        # A partial run leaves docs/ alone: its sections and their files go to a scratch dir.
+        scratch = Path(tempfile.mkdtemp(prefix="bench-"))
+        for section in sections:
+            print(f"\n## {section.title}\n\n{section.markdown}")
+            _write_files(section, scratch)
+        print(f"\nwrote the sections' files to {scratch}")
     load_average, cpus = os.getloadavg()[0], os.cpu_count() or 1
     busy = load_average > cpus
     if busy:
         # Wall-clock figures on a machine this busy say more about the neighbours.
         print(f"note: load average {load_average:.1f} on {cpus} CPUs; figures are unreliable")
     if not argv:
-        write_report(results, REPORT, busy=busy)
+        write_report(results, sections, REPORT, busy=busy)
         print(f"wrote {REPORT}")
     return 1 if any(r.passed is False for r in results) else 0
 
@@ -38,8 +51,9 @@ def main(argv: list[str]) -> int:
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
-def write_report(results: list[Result], path: Path, *, busy: bool) -> None:
-    """docs/benchmarks.md: the machine, then every figure as a ratio to its same-run baseline."""
+def write_report(results: list[Result], sections: list[Section], path: Path, *, busy: bool) -> None:
+    """docs/benchmarks.md: the machine, every figure as a ratio to its same-run baseline, then
+    the benchmarks' own sections, their files (plots) beside the report."""
     machine = [
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {_memory()}, "
@@ -53,16 +67,26 @@ def write_report(results: list[Result], path: Path, *, busy: bool) -> None:
             "# Benchmarks",
             "",
             "Written by `make bench`. Every figure is compared with a baseline measured in the",
-            "same run, on the same machine; the ratio is what the target bounds.",
+            "same run, on the same machine; the ratio is what the target bounds. CPU figures",
+            "are user + system time of the process measured (a server's from /proc), so they",
+            "move less with the neighbours and the core's speed than wall-clock ones.",
             "",
             *machine,
             "",
             format_table(results, style="markdown"),
             "",
+            *(f"## {s.title}\n\n{s.markdown}\n" for s in sections),
         ]
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    for section in sections:
+        _write_files(section, path.parent)
+
+
+def _write_files(section: Section, directory: Path) -> None:
+    for name, content in section.files.items():
+        (directory / name).write_bytes(content)
 
 
 def _memory() -> str:

@@ -88,8 +88,9 @@ def post_request(host: str, port: int, path: str, body: bytes) -> bytes:
 
 async def load(
     host: str, port: int, request: bytes, *, seconds: float, connections: int
-) -> tuple[float, int]:
-    """Requests per second over `connections` keep-alive sockets, and non-200 answers seen."""
+) -> tuple[float, int, int]:
+    """Requests per second over `connections` keep-alive sockets, non-200 answers seen, and
+    requests answered."""
     deadline = time.perf_counter() + seconds
     failures = 0
 
@@ -115,7 +116,7 @@ async def load(
 
     started = time.perf_counter()
     counts = await asyncio.gather(*(worker() for _ in range(connections)))
-    return sum(counts) / (time.perf_counter() - started), failures
+    return sum(counts) / (time.perf_counter() - started), failures, sum(counts)
 
 
 async def fetch(host: str, port: int, request: bytes) -> bytes:

@@ -21,7 +21,8 @@ PROTOCOL = Subprotocol("graphql-transport-ws")
 @benchmark("websocket-idle")
 def idle_sockets() -> list[Result]:
     """RSS after 2,000 idle sockets closed, against before them (caps raised so all are
-    admitted); and how many the default caps admit from one address."""
+    admitted); how many the default caps admit from one address; and the server's CPU per
+    socket in each case."""
     with simulator_process(latency_ms=0, resources=50) as maas_url:
         with (
             environment(
@@ -31,8 +32,10 @@ def idle_sockets() -> list[Result]:
             server_process("gateway", maas_url) as gateway,
         ):
             before, peak, after = asyncio.run(_open_and_close(gateway))
+            admitting_cpu = _open_close_cpu(gateway)
         with server_process("gateway", maas_url) as gateway:
             admitted = asyncio.run(_admitted(gateway))
+            refusing_cpu = _open_close_cpu(gateway)
     target, passed = at_most(after / before, 1.10)
     mib = 1024 * 1024
     return [
@@ -63,7 +66,29 @@ def idle_sockets() -> list[Result]:
             None,
             unit="",
         ),
+        Result(
+            f"server CPU per socket opened and closed, {SOCKETS} with the default caps vs all "
+            "admitted, µs",
+            refusing_cpu,
+            admitting_cpu,
+            refusing_cpu / admitting_cpu,
+            "info",
+            None,
+            unit="µs",
+        ),
     ]
+
+
+def _open_close_cpu(gateway: ServerProcess) -> float:
+    """The server's CPU µs per socket over SOCKETS more opened at once and closed."""
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    cpu = gateway.cpu_seconds()
+
+    async def open_and_close() -> None:
+        await _close_all(await _open(url, SOCKETS))
+
+    asyncio.run(open_and_close())
+    return (gateway.cpu_seconds() - cpu) / SOCKETS * 1e6
 
 
 async def _open_and_close(gateway: ServerProcess) -> tuple[int, int, int]:

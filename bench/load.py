@@ -16,7 +16,7 @@ import httpx
 
 from bench import Result, benchmark
 from bench.asgi import AUTHORIZATION
-from bench.serve import server_process
+from bench.serve import ServerProcess, server_process
 from bench.upstream import simulator_process
 
 MiB = 1024 * 1024
@@ -243,20 +243,10 @@ def load_and_soak() -> list[Result]:
         simulator_process(latency_ms=LATENCY_MS, resources=50) as maas_url,
         server_process("gateway", maas_url) as gateway,
     ):
-        host, port = gateway.host_port
-        ids, source = prepare(gateway.url)
-        mix = build_mix(host, port, ids, source)
-        start_rss = gateway.rss_bytes()
-        warmup = asyncio.run(drive(host, port, mix, clients=CLIENTS, seconds=WARMUP_SECONDS))
-        warm_rss = gateway.rss_bytes()
-        lookups = cache_lookups(gateway.url)
-        tally = asyncio.run(drive(host, port, mix, clients=CLIENTS, seconds=SECONDS, seed=2))
-        end_rss = gateway.rss_bytes()
-        ratio = hit_ratio(lookups, cache_lookups(gateway.url))
+        warmup, tally, (start_rss, warm_rss, end_rss), cpu, ratio = _soak(gateway)
     errors = tally.errors + warmup.errors
     if errors:
         print("load failures:", *(warmup.failures + tally.failures)[:10], sep="\n  ")
-    growth = _mib(end_rss - warm_rss)
     throughput = tally.requests / tally.seconds
     uncached = CLIENTS / (LATENCY_MS / 1000)
     label = f"{CLIENTS} clients x {SECONDS:g} s mixed load"
@@ -280,26 +270,19 @@ def load_and_soak() -> list[Result]:
             None,
             unit="/s",
         ),
-        Result(f"{label}: p50 latency vs MAAS's", p50, LATENCY_MS, p50 / LATENCY_MS, "info", None),
-        Result(f"{label}: p99 latency vs MAAS's", p99, LATENCY_MS, p99 / LATENCY_MS, "info", None),
+        # Against the wall time per request at that throughput: the ratio is the cores busy.
         Result(
-            f"{label}: RSS after {WARMUP_SECONDS:g} s warm-up vs at start, MiB",
-            _mib(warm_rss),
-            _mib(start_rss),
-            warm_rss / start_rss,
+            f"{label}: server CPU per request vs wall time per request, µs",
+            cpu / tally.requests * 1e6,
+            1e6 / throughput,
+            cpu / tally.seconds,
             "info",
             None,
-            unit="MiB",
+            unit="µs",
         ),
-        Result(
-            f"{label}: RSS at the end vs after warm-up, MiB",
-            _mib(end_rss),
-            _mib(warm_rss),
-            end_rss / warm_rss,
-            f"growth ≤ {MAX_RSS_GROWTH_MIB:g} MiB",
-            growth <= MAX_RSS_GROWTH_MIB,
-            unit="MiB",
-        ),
+        Result(f"{label}: p50 latency vs MAAS's", p50, LATENCY_MS, p50 / LATENCY_MS, "info", None),
+        Result(f"{label}: p99 latency vs MAAS's", p99, LATENCY_MS, p99 / LATENCY_MS, "info", None),
+        *_rss_rows(label, start_rss, warm_rss, end_rss),
         Result(
             f"{label}: cache hit ratio (entity and response caches), %",
             ratio * 100,
@@ -308,5 +291,46 @@ def load_and_soak() -> list[Result]:
             "info",
             None,
             unit="%",
+        ),
+    ]
+
+
+def _soak(gateway: ServerProcess) -> tuple[Tally, Tally, tuple[int, int, int], float, float]:
+    """(warm-up, measured run, RSS at start, after warm-up and at the end, the server's CPU
+    seconds over the measured run, its cache hit ratio)."""
+    host, port = gateway.host_port
+    ids, source = prepare(gateway.url)
+    mix = build_mix(host, port, ids, source)
+    start_rss = gateway.rss_bytes()
+    warmup = asyncio.run(drive(host, port, mix, clients=CLIENTS, seconds=WARMUP_SECONDS))
+    warm_rss = gateway.rss_bytes()
+    lookups = cache_lookups(gateway.url)
+    cpu = gateway.cpu_seconds()
+    tally = asyncio.run(drive(host, port, mix, clients=CLIENTS, seconds=SECONDS, seed=2))
+    cpu = gateway.cpu_seconds() - cpu
+    rss = (start_rss, warm_rss, gateway.rss_bytes())
+    return warmup, tally, rss, cpu, hit_ratio(lookups, cache_lookups(gateway.url))
+
+
+def _rss_rows(label: str, start: int, warm: int, end: int) -> list[Result]:
+    growth = _mib(end - warm)
+    return [
+        Result(
+            f"{label}: RSS after {WARMUP_SECONDS:g} s warm-up vs at start, MiB",
+            _mib(warm),
+            _mib(start),
+            warm / start,
+            "info",
+            None,
+            unit="MiB",
+        ),
+        Result(
+            f"{label}: RSS at the end vs after warm-up, MiB",
+            _mib(end),
+            _mib(warm),
+            end / warm,
+            f"growth ≤ {MAX_RSS_GROWTH_MIB:g} MiB",
+            growth <= MAX_RSS_GROWTH_MIB,
+            unit="MiB",
         ),
     ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench import Result, at_least
+from bench import Result, at_least, cpu_row
 from bench.asgi import BENCH_TOKEN, fetch, load
 from bench.upstream import ADMIN_KEY, simulator_process, url_child
 
@@ -39,6 +39,9 @@ def bare_app(body: bytes) -> Any:
     return app
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ServerProcess:
     url: str
@@ -48,6 +51,15 @@ class ServerProcess:
     def host_port(self) -> tuple[str, int]:
         host, port = self.url.removeprefix("http://").split(":")
         return host, int(port)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the whole process so far, every thread included (those that
+        ended too): /proc/<pid>/stat's utime + stime, in clock ticks (10 ms), so a figure
+        needs at least a second of CPU to be good to 1%."""
+        # The command name in parentheses may hold spaces: fields are counted after it.
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        utime, stime = int(fields[11]), int(fields[12])
+        return (utime + stime) / _CLOCK_TICKS
 
     def rss_bytes(self, field: str = "VmRSS") -> int:
         """Resident memory from /proc: VmRSS now, or VmHWM, the peak so far."""
@@ -126,18 +138,20 @@ def against_bare(
     *,
     label: str,
     minimum: float,
+    cpu_bound: float | None = None,
     resources: int = 50,
     seconds: float = 2.5,
     rounds: int = 3,
     connections: int = 16,
     prepare: Callable[[str, int], bytes] | None = None,
-) -> Result:
+) -> list[Result]:
     """Requests per second of a gateway answering one request over and over (its MAAS the
     simulator with `resources` boot resources), against a bare ASGI app sending the same
-    answer's bytes; `{kib}` in `label` becomes the answer's size. Both servers stay up and take
-    turns, `rounds` times: each side's best round counts, so a burst of noise on a shared
-    machine lowers one round, not the ratio. `prepare`, if given, is sent to the gateway once
-    first (e.g. registering a persisted document)."""
+    answer's bytes; and each server's CPU per request (at most `cpu_bound` times the bare
+    app's, or for information). `{kib}` in `label` becomes the answer's size. Both servers
+    stay up and take turns, `rounds` times: each side's best round counts, so a burst of noise
+    on a shared machine lowers one round, not the ratio. `prepare`, if given, is sent to the
+    gateway once first (e.g. registering a persisted document)."""
     with contextlib.ExitStack() as stack:
         maas_url = stack.enter_context(simulator_process(latency_ms=0, resources=resources))
         gateway = stack.enter_context(server_process("gateway", maas_url))
@@ -149,20 +163,32 @@ def against_bare(
         stored = stack.enter_context(tempfile.NamedTemporaryFile(suffix=".json"))
         Path(stored.name).write_bytes(body)
         bare = stack.enter_context(server_process("bare", stored.name))
-        bare_request = request_for(*bare.host_port)
-        gateway_rps = bare_rps = 0.0
+        sides = {
+            "gateway": (gateway, gateway_request),
+            "bare": (bare, request_for(*bare.host_port)),
+        }
+        rps = {"gateway": 0.0, "bare": 0.0}
+        cpu = {"gateway": float("inf"), "bare": float("inf")}
         for _ in range(rounds):
-            rps, failures = asyncio.run(
-                load(host, port, gateway_request, seconds=seconds, connections=connections)
-            )
-            if failures:
-                raise RuntimeError(f"{failures} non-200 answers from the gateway")
-            gateway_rps = max(gateway_rps, rps)
-            rps, _ = asyncio.run(
-                load(*bare.host_port, bare_request, seconds=seconds, connections=connections)
-            )
-            bare_rps = max(bare_rps, rps)
-    ratio = gateway_rps / bare_rps
+            for side, (server, request) in sides.items():
+                spent = server.cpu_seconds()
+                rate, failures, answered = asyncio.run(
+                    load(*server.host_port, request, seconds=seconds, connections=connections)
+                )
+                if failures:
+                    raise RuntimeError(f"{failures} non-200 answers from the {side} server")
+                rps[side] = max(rps[side], rate)
+                cpu[side] = min(cpu[side], (server.cpu_seconds() - spent) / answered * 1e6)
+    ratio = rps["gateway"] / rps["bare"]
     target, passed = at_least(ratio, minimum)
     name = label.format(kib=len(body) // 1024)
-    return Result(name, gateway_rps, bare_rps, ratio, target, passed, unit="/s")
+    return [
+        Result(name, rps["gateway"], rps["bare"], ratio, target, passed, unit="/s"),
+        cpu_row(
+            f"{name.removesuffix(', req/s')}, server CPU per request, µs",
+            cpu["gateway"],
+            cpu["bare"],
+            cpu_bound,
+            unit="µs",
+        ),
+    ]

@@ -42,7 +42,7 @@ def subscribers() -> list[Result]:
         server_process("gateway", maas_url) as gateway,
     ):
         figures = asyncio.run(_measure(gateway, maas_url))
-    per_subscriber, p99, polls_per_interval = figures
+    per_subscriber, p99, polls_per_interval, cpu_us, wall_us = figures
     rss_target, rss_passed = at_most(per_subscriber / 20, 1.0)
     fanout_target, fanout_passed = at_most(p99 / 100, 1.0)
     return [
@@ -72,10 +72,25 @@ def subscribers() -> list[Result]:
             polls_per_interval <= 1.2,
             unit="",
         ),
+        # From the mutation to the last subscriber hearing it: the ratio is the cores busy.
+        Result(
+            f"server CPU per subscriber for one change to all {SUBSCRIBERS} vs wall time per "
+            "subscriber, µs",
+            cpu_us,
+            wall_us,
+            cpu_us / wall_us,
+            "info",
+            None,
+            unit="µs",
+        ),
     ]
 
 
-async def _measure(gateway: ServerProcess, maas_url: str) -> tuple[float, float, float]:
+async def _measure(
+    gateway: ServerProcess, maas_url: str
+) -> tuple[float, float, float, float, float]:
+    """(RSS KiB per subscriber, p99 ms of one change's spread, polls per interval, and the
+    server's CPU and wall µs per subscriber from the change to the last who heard it)."""
     url = gateway.url.replace("http://", "ws://") + "/graphql"
     first = await _subscribe(url)  # the poller and the first socket's allocations
     before = settled_rss(gateway)
@@ -86,16 +101,19 @@ async def _measure(gateway: ServerProcess, maas_url: str) -> tuple[float, float,
     await asyncio.sleep(10 * INTERVAL)  # a benchmark's window, not a test's wait
     polls = (_polls(gateway) - polls_before) / ((time.monotonic() - started) / INTERVAL)
     heard = asyncio.gather(*(_next_change(ws) for ws in everyone))
+    cpu, changed = gateway.cpu_seconds(), time.monotonic()
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {BENCH_TOKEN}"}) as client:
         answer = await client.post(
             f"{gateway.url}/graphql", json={"query": "mutation { startImport { importing } }"}
         )
         answer.raise_for_status()
     times = await heard
+    cpu_us = (gateway.cpu_seconds() - cpu) / SUBSCRIBERS * 1e6
+    wall_us = (max(times) - changed) / SUBSCRIBERS * 1e6
     await asyncio.gather(*(ws.close() for ws in everyone))
     spread = sorted((t - min(times)) * 1000 for t in times)
     p99 = statistics.quantiles(spread, n=100)[98]
-    return (after - before) / (SUBSCRIBERS - 1) / KIB, p99, polls
+    return (after - before) / (SUBSCRIBERS - 1) / KIB, p99, polls, cpu_us, wall_us
 
 
 async def _subscribe(url: str) -> ClientConnection:
