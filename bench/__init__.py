@@ -16,6 +16,7 @@ MODULES: tuple[str, ...] = (
     "bench.replicas",
     "bench.idle_sockets",
     "bench.subscribers",
+    "bench.sweep",
 )
 """Every benchmark module; importing one registers its benchmarks."""
 

@@ -2,7 +2,8 @@
 
 Run as `python -m bench.upstream --latency-ms 20 --resources 50`: prints the MAAS URL on one
 line, serves until its stdin closes. `--resources` is the length of the boot-resource list:
-the simulator's seeded images are counted and topped up with generated uploads.
+the simulator's seeded images are counted and topped up with generated uploads, or the last of
+them deleted when fewer are asked for.
 """
 
 from __future__ import annotations
@@ -55,10 +56,14 @@ def simulator_process(*, latency_ms: float, resources: int) -> Iterator[str]:
         yield url
 
 
-async def _count_resources(url: str) -> int:
+async def _count_resources(url: str, keep: int | None = None) -> int:
+    """The resources listed; with `keep`, those past the first `keep` deleted first."""
     from app.maas import MaasClient, MaasCredentials
 
     async with MaasClient(url, MaasCredentials.from_key(ADMIN_KEY)) as client:
+        if keep is not None:
+            for resource in (await client.list_boot_resources())[keep:]:
+                await client.delete_boot_resource(resource.id)
         return len(await client.list_boot_resources())
 
 
@@ -73,13 +78,14 @@ def main() -> None:
     base = SimulatorConfig(admin_key=ADMIN_KEY, user_key=USER_KEY)
     with BackgroundServer(create_simulator(base)) as server:
         seeded = asyncio.run(_count_resources(f"{server.url}/MAAS"))
-    if seeded > args.resources:
-        raise SystemExit(f"the simulator seeds {seeded} resources, more than {args.resources}")
     config = dataclasses.replace(
-        base, latency_ms=args.latency_ms, extra_resources=args.resources - seeded
+        base, latency_ms=args.latency_ms, extra_resources=max(0, args.resources - seeded)
     )
     with BackgroundServer(create_simulator(config)) as server:
-        print(f"{server.url}/MAAS", flush=True)
+        url = f"{server.url}/MAAS"
+        if asyncio.run(_count_resources(url, keep=args.resources)) != args.resources:
+            raise SystemExit(f"the simulator did not come to {args.resources} resources")
+        print(url, flush=True)
         sys.stdin.read()
 
 
