@@ -10,7 +10,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install assets clients openapi-tools chart-tools chart-readme run test lint imports typecheck security pytest contracts contracts-check bench lock clean
+.PHONY: install assets clients openapi-tools chart-tools chart-readme run test lint imports typecheck security pytest contracts contracts-check bench bench-check lock clean
 
 install: $(STAMP)
 
@@ -119,6 +119,11 @@ image-check:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The CPU-ratio figures in short runs with generous bounds (bench/check.py), no wall clock timed:
+# fails when a change doubles the CPU per MAAS call or per answer. Not part of make test.
+bench-check: $(STAMP)
+	$(BIN)/python -m bench.check
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock: $(STAMP)
