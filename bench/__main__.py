@@ -13,6 +13,7 @@ from bench import Result, Section, format_table, load
 
 
 def main(argv: list[str]) -> int:
+    loads = [os.getloadavg()[0]]
     registry = load()
     unknown = [name for name in argv if name not in registry]
     if unknown:
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> int:
                 results.append(item)
             else:
                 sections.append(item)
+        loads.append(os.getloadavg()[0])
     print(format_table(results))
     if argv and sections:
         # A partial run leaves docs/ alone: its sections and their files go to a scratch dir.
@@ -43,7 +45,7 @@ def main(argv: list[str]) -> int:
         # Wall-clock figures on a machine this busy say more about the neighbours.
         print(f"note: load average {load_average:.1f} on {cpus} CPUs; figures are unreliable")
     if not argv:
-        write_report(results, sections, REPORT, busy=busy)
+        write_report(results, sections, REPORT, busy=busy, loads=loads)
         print(f"wrote {REPORT}")
     return 1 if any(r.passed is False for r in results) else 0
 
@@ -51,7 +53,14 @@ def main(argv: list[str]) -> int:
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
-def write_report(results: list[Result], sections: list[Section], path: Path, *, busy: bool) -> None:
+def write_report(
+    results: list[Result],
+    sections: list[Section],
+    path: Path,
+    *,
+    busy: bool,
+    loads: list[float],
+) -> None:
     """docs/benchmarks.md: the machine, every figure as a ratio to its same-run baseline, then
     the benchmarks' own sections, their files (plots) beside the report."""
     machine = [
@@ -59,7 +68,8 @@ def write_report(results: list[Result], sections: list[Section], path: Path, *, 
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {_memory()}, "
         f"{platform.system()} {platform.release()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()})",
-        f"- load average at the end: {os.getloadavg()[0]:.2f}"
+        f"- load average (1 min) at the start: {loads[0]:.2f}, highest after a benchmark: "
+        f"{max(loads):.2f}, at the end: {loads[-1]:.2f}"
         + (" (busy: figures unreliable)" if busy else ""),
     ]
     text = "\n".join(
