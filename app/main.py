@@ -30,8 +30,7 @@ from app.http.stored_answers import StoredAnswers
 from app.http.telemetry import Observability
 from app.maas.auth import MaasCredentials
 from app.maas.client import MaasClient
-from app.rest import SERVERS as REST_SERVERS
-from app.rest import TAGS as REST_TAGS
+from app.rest import OPENAPI as REST_OPENAPI
 from app.rest import install_error_handlers
 from app.rest import router as rest_router
 from app.rest.docs import docs_router
@@ -84,10 +83,7 @@ def create_app(
         # ReDoc, which needs inline styles and blob: workers, is off.
         docs_url=None,
         redoc_url=None,
-        openapi_tags=REST_TAGS,
-        servers=REST_SERVERS,
-        contact={"name": "maas-gateway maintainers"},
-        license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        **REST_OPENAPI,
         lifespan=_lifespan(settings, cache, service, observability, callers, maas_transport),
     )
     app.state.settings = settings

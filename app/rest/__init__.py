@@ -3,6 +3,8 @@ and desired images."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
@@ -41,10 +43,18 @@ TAGS = [
 SERVERS = [{"url": "/", "description": "The gateway that serves this document."}]
 """Relative, so a client resolves it against where it read the document, behind any proxy."""
 
+OPENAPI: dict[str, Any] = {
+    "openapi_tags": TAGS,
+    "servers": SERVERS,
+    "contact": {"name": "maas-gateway maintainers"},
+    "license_info": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+}
+"""The document's metadata besides its title and version, as FastAPI's arguments."""
+
 router = APIRouter(prefix="/api/v1", generate_unique_id_function=_operation_id)
 router.include_router(boot_resources.router)
 router.include_router(boot_sources.router)
 router.include_router(boot_sources.selections)
 router.include_router(images.router)
 
-__all__ = ["SERVERS", "TAGS", "install_error_handlers", "router"]
+__all__ = ["OPENAPI", "SERVERS", "TAGS", "install_error_handlers", "router"]

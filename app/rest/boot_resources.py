@@ -15,6 +15,7 @@ from starlette.responses import Response
 from app.core.models import BootResourceFilter, BootResourceType, ImageSelector, Readiness
 from app.rest.deps import CallerDep, ResourceId, ServiceDep, SettingsDep
 from app.rest.errors import COMMON_ERRORS, error_responses
+from app.rest.links import RESOURCE_LINKS, answered, created
 from app.rest.responses import json_read, json_write
 from app.rest.schemas import (
     BootResourceOut,
@@ -190,7 +191,7 @@ async def list_boot_resources(
     "",
     status_code=201,
     response_model=BootResourceOut,
-    responses=error_responses(*COMMON_ERRORS, 413),
+    responses={**error_responses(*COMMON_ERRORS, 413), **created(RESOURCE_LINKS)},
     summary="Upload a custom image (the raw request body)",
     description="The body is the image itself (`application/octet-stream`). When its size "
     "(`size` or Content-Length) and `sha256` (or `X-Content-SHA256`) are declared, it streams "
@@ -244,7 +245,7 @@ async def upload_boot_resource(
 @router.get(
     "/{resource_id}",
     response_model=BootResourceOut,
-    responses=error_responses(*COMMON_ERRORS, 404),
+    responses={**error_responses(*COMMON_ERRORS, 404), **answered(200, RESOURCE_LINKS)},
     summary="One boot resource with its sets and files",
     description="Sets come newest first, each with its files and their progress.",
 )

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from app.core.models import EnsureOutcome
 from app.rest.deps import CallerDep, SelectionId, ServiceDep, SourceId
 from app.rest.errors import COMMON_ERRORS, error_responses
+from app.rest.links import LOCATION, SELECTION_LINKS, SOURCE_LINKS, answered, created
 from app.rest.responses import json_read, json_write
 from app.rest.schemas import (
     BootSourceCreate,
@@ -32,6 +33,8 @@ selections = APIRouter(prefix="/boot-sources/{source_id}/selections", tags=["sel
 
 PREFIX = "/api/v1/boot-sources"
 _ONE = error_responses(*COMMON_ERRORS, 404)
+_SOURCE = {**_ONE, **answered(200, SOURCE_LINKS)}
+_SELECTION = {**_ONE, **answered(200, SELECTION_LINKS)}
 _UPDATE_SOURCE = (
     "Only the fields given are sent to MAAS, which keeps the rest; the source must still have "
     "exactly one keyring afterwards, as on create (400 otherwise)."
@@ -60,7 +63,7 @@ async def list_boot_sources(service: ServiceDep, caller: CallerDep, request: Req
     "",
     status_code=201,
     response_model=BootSourceOut,
-    responses=error_responses(*COMMON_ERRORS),
+    responses={**error_responses(*COMMON_ERRORS), **created(SOURCE_LINKS)},
     summary="Create a boot source",
     description="Give exactly one of `keyring_filename` (a path on the MAAS server) and "
     "`keyring_data` (the keyring, base64), as MAAS requires (maas-api.md §6.2).",
@@ -81,7 +84,7 @@ async def create_boot_source(
 @router.get(
     "/{source_id}",
     response_model=BootSourceOut,
-    responses=_ONE,
+    responses=_SOURCE,
     summary="One boot source",
     description="The boot source with its keyring; 404 when there is no such source.",
 )
@@ -96,7 +99,7 @@ async def get_boot_source(
 @router.patch(
     "/{source_id}",
     response_model=BootSourceOut,
-    responses=_ONE,
+    responses=_SOURCE,
     summary="Update a boot source (partial: fields left out keep their values)",
     description=_UPDATE_SOURCE,
 )
@@ -104,7 +107,7 @@ async def get_boot_source(
     "/{source_id}",
     name="put_boot_source",
     response_model=BootSourceOut,
-    responses=_ONE,
+    responses=_SOURCE,
     summary="Update a boot source (as PATCH: partial, like MAAS's own PUT)",
     description=_UPDATE_SOURCE,
 )
@@ -156,7 +159,7 @@ async def list_selections(
     "",
     status_code=201,
     response_model=SelectionOut,
-    responses=_ONE,
+    responses={**_ONE, **created(SELECTION_LINKS)},
     summary="Create a selection",
     description="MAAS checks os, release and the lists against the source's image index "
     "(maas-api.md §7.2); a rejected value comes back as 400 with `details.fields`.",
@@ -180,7 +183,15 @@ async def create_selection(
 @selections.put(
     "/{os}/{release}",
     response_model=SelectionEnsured,
-    responses={**_ONE, 201: {"model": SelectionEnsured, "description": "Created"}},
+    responses={
+        **_SELECTION,
+        201: {
+            "model": SelectionEnsured,
+            "description": "Created",
+            "headers": LOCATION,
+            "links": SELECTION_LINKS,
+        },
+    },
     summary="Ensure the selection of an os and release",
     description="Idempotent: creates the selection, updates its lists, or changes nothing when "
     "it already matches (no MAAS write). 201 when created, else 200; `outcome` says which. "
@@ -212,7 +223,7 @@ async def ensure_selection(
 @selections.get(
     "/{selection_id}",
     response_model=SelectionOut,
-    responses=_ONE,
+    responses=_SELECTION,
     summary="One selection",
     description="404 when the source has no such selection.",
 )
@@ -231,7 +242,7 @@ async def get_selection(
 @selections.patch(
     "/{selection_id}",
     response_model=SelectionOut,
-    responses=_ONE,
+    responses=_SELECTION,
     summary="Update a selection (partial: fields left out keep their values)",
     description=_UPDATE_SELECTION,
 )
@@ -239,7 +250,7 @@ async def get_selection(
     "/{selection_id}",
     name="put_selection",
     response_model=SelectionOut,
-    responses=_ONE,
+    responses=_SELECTION,
     summary="Update a selection (as PATCH: partial, like MAAS's own PUT)",
     description=_UPDATE_SELECTION,
 )

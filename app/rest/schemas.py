@@ -186,7 +186,10 @@ class _SourceOptions(_Body):
 
     name: str | None = Field(default=None, max_length=255, description="MAAS 3.8 and later.")
     priority: int | None = Field(
-        default=None, ge=0, description="Higher imports first. MAAS 3.8 and later."
+        default=None,
+        ge=0,
+        le=2**31 - 1,  # MAAS stores it in a Postgres integer and refuses more (400)
+        description="Higher imports first. MAAS 3.8 and later.",
     )
     enabled: bool | None = Field(default=None, description="MAAS 3.8 and later.")
     skip_keyring_verification: bool | None = Field(default=None, description="MAAS 3.8 and later.")
@@ -195,6 +198,10 @@ class _SourceOptions(_Body):
         return models.SourceOptions(
             self.name, self.priority, self.enabled, self.skip_keyring_verification
         )
+
+
+_URL_SCHEMA: JsonDict = {"format": "uri"}
+"""MAAS takes an http(s) or ftp(s) URL of at most 200 characters (a Django URLField)."""
 
 
 def _given(field: str) -> JsonDict:
@@ -229,7 +236,10 @@ class BootSourceCreate(_SourceOptions):
     model_config = ConfigDict(json_schema_extra=_ONE_KEYRING)
 
     url: str = Field(
-        min_length=1, max_length=200, examples=["http://images.maas.io/ephemeral-v3/stable/"]
+        min_length=1,
+        max_length=200,
+        examples=["http://images.maas.io/ephemeral-v3/stable/"],
+        json_schema_extra=_URL_SCHEMA,
     )
     keyring_filename: str | None = Field(
         default=None, description="Path of a keyring on the MAAS server."
@@ -246,7 +256,9 @@ class BootSourceCreate(_SourceOptions):
 class BootSourceUpdate(_SourceOptions):
     """Partial: fields left out keep their values."""
 
-    url: str | None = Field(default=None, min_length=1, max_length=200)
+    url: str | None = Field(
+        default=None, min_length=1, max_length=200, json_schema_extra=_URL_SCHEMA
+    )
     keyring_filename: str | None = None
     keyring_data: str | None = Field(
         default=None,
