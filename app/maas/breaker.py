@@ -120,9 +120,9 @@ class Breaker:
             self._probing = False
 
     def _open(self) -> None:
+        # The failure count starts again when it closes (succeeded), not here.
         self._state = State.OPEN
         self._opened_at = self._clock()
-        self._failures = 0
         self.opens += 1
 
     def snapshot(self) -> BreakerState:

@@ -11,7 +11,7 @@ import pytest
 
 from app.cli.server import BackgroundServer
 from app.core.errors import NotFound, UpstreamTimeout, UpstreamUnavailable
-from app.maas.breaker import Breaker, Breakers, State, family_of
+from app.maas.breaker import Breaker, Breakers, BreakerState, State, family_of
 from tests.faults.conftest import GatewayFactory
 from tests.gateway import set_faults, upstream_counts
 from tests.leaks import Resources
@@ -74,6 +74,86 @@ def test_breaker_allows_a_new_probe_when_one_is_cancelled() -> None:
     assert breaker.acquire() is True
 
 
+def test_breaker_probes_and_recovers_again_on_a_second_outage() -> None:
+    clock = Clock()
+    breaker = Breaker("boot-sources", threshold=2, cooldown=10, clock=clock)
+    for cycle in (1, 2):
+        breaker.failed(probe=False)
+        assert breaker.snapshot() == BreakerState(State.CLOSED, cycle - 1)
+        breaker.failed(probe=False)
+        assert breaker.snapshot() == BreakerState(State.OPEN, cycle)
+        clock.now += 10
+        assert breaker.acquire() is True  # each outage gets its probe
+        with pytest.raises(UpstreamUnavailable):
+            breaker.acquire()
+        breaker.succeeded(probe=True)
+        assert breaker.snapshot() == BreakerState(State.CLOSED, cycle)
+        assert breaker.acquire() is False
+
+
+def test_a_new_breaker_counts_failures_from_zero() -> None:
+    breaker = Breaker("boot-sources", threshold=2, cooldown=10, clock=Clock())
+    breaker.failed(probe=False)
+    assert breaker.state is State.CLOSED
+    breaker.failed(probe=False)
+    assert breaker.state is State.OPEN
+
+
+@pytest.mark.parametrize(("threshold", "cooldown"), [(0, 10), (-1, 10), (1, 0), (1, -0.5)])
+def test_a_threshold_below_one_or_a_cooldown_of_zero_is_refused(
+    threshold: int, cooldown: float
+) -> None:
+    with pytest.raises(ValueError, match=r"^threshold must be >= 1 and cooldown > 0$"):
+        Breaker("boot-sources", threshold=threshold, cooldown=cooldown)
+    assert Breaker("boot-sources", threshold=1, cooldown=0.001).state is State.CLOSED
+
+
+def test_failing_fast_says_which_family_and_for_how_long() -> None:
+    clock = Clock()
+    breaker = Breaker("selections", threshold=1, cooldown=10, clock=clock)
+    breaker.failed(probe=False)
+    waits = []
+    for now in (4.0, 9.5):
+        clock.now = now
+        with pytest.raises(UpstreamUnavailable) as raised:
+            breaker.acquire()
+        waits.append(raised.value.retry_after)
+    assert waits == [pytest.approx(6), pytest.approx(0.5)]
+    assert str(raised.value) == "MAAS selections calls are failing; not retried for 0.5 s"
+    clock.now = 10.5
+    assert breaker.acquire() is True
+    with pytest.raises(UpstreamUnavailable) as raised:
+        breaker.acquire()
+    # The probe is in flight: the others are told to come back one cooldown later.
+    assert raised.value.retry_after == 10
+    assert str(raised.value) == "MAAS selections calls are failing; not retried for 0.0 s"
+
+
+def test_a_call_let_through_before_the_breaker_opened_closes_it_when_it_succeeds() -> None:
+    breaker = Breaker("boot-resources", threshold=1, cooldown=10, clock=Clock())
+    assert breaker.acquire() is False  # a slow call, in flight while another fails
+    breaker.failed(probe=False)
+    assert breaker.state is State.OPEN
+    breaker.succeeded(probe=False)  # MAAS answered after all
+    assert breaker.state is State.CLOSED
+    assert breaker.acquire() is False
+
+
+def test_guard_fails_fast_on_the_breakers_clock_and_probes_after_the_cooldown() -> None:
+    clock = Clock()
+    breakers = Breakers(threshold=1, cooldown=30, clock=clock)
+    with pytest.raises(UpstreamUnavailable, match="MAAS down"), breakers.guard("boot-source read"):
+        raise UpstreamUnavailable("MAAS down")
+    clock.now = 29
+    failing_fast = pytest.raises(UpstreamUnavailable, match=r"^MAAS boot-sources calls are failing")
+    with failing_fast, breakers.guard("boot-sources read"):
+        pytest.fail("an open breaker let a call through")
+    clock.now = 30
+    with breakers.guard("boot-sources read"):
+        assert breakers.snapshot()["boot-sources"].state is State.HALF_OPEN
+    assert breakers.snapshot()["boot-sources"] == BreakerState(State.CLOSED, 1)
+
+
 def test_readiness_probe_calls_pass_no_breaker() -> None:
     breakers = Breakers(threshold=1, cooldown=60)
     for _ in range(3):
@@ -113,6 +193,7 @@ def test_guard_counts_only_failures_of_maas_itself() -> None:
         ("boot-resource upload", "upload"),
         ("boot-resources is_importing", "import"),
         ("boot-resources import", "import"),
+        ("boot-resources stop_import", "import"),
         ("boot-sources create", "boot-sources"),
         ("boot-source read", "boot-sources"),
         ("boot-source-selections read", "selections"),
