@@ -108,6 +108,12 @@ def fuzz(schema: BaseSchema, checks: list[CheckFunction]) -> tuple[int, int, lis
         def run(case: Case[Any]) -> None:
             nonlocal cases
             cases += 1
+            # The document's bearer scheme makes schemathesis invent credentials, which are
+            # refused (401) before the body is read: the gateway's callers here need none.
+            if case.headers:
+                case.headers.pop("Authorization", None)
+            if case.path.endswith("/ready") and case.query is not None:
+                case.query["wait"] = 0  # a long poll of up to 60 s answers, just later
             case.call_and_validate(checks=checks, timeout=30)
 
         try:
