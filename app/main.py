@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from graphql import GraphQLError
 from opentelemetry.trace import TracerProvider
 from starlette.routing import Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -99,8 +100,10 @@ def create_app(
         max_cost=settings.graphql_max_cost,
         cost_model=CostModel(list_size=settings.graphql_cost_list_size),
         tracer=observability.tracer,
+        max_plans=settings.graphql_max_plans,
     )
     app.state.schema = schema
+    observability.metrics.executions = schema.plans.counts
     persisted = persisted_documents(settings, service, schema)
     _routes(app, settings, schema, service, callers, persisted)
     answers = None
@@ -127,6 +130,10 @@ def persisted_documents(
     manifest = None
     if settings.graphql_trusted_documents:
         manifest = load_manifest(Path(settings.graphql_trusted_documents))
+        # Trusted documents get their plans before the first request (app/graphql/plans.py).
+        for text in manifest.values():
+            with contextlib.suppress(GraphQLError):
+                schema.plans.prepare(schema._schema, schema.documents.parse(text))
     return PersistedDocuments(
         settings.graphql_persisted_documents, service.documents, schema.documents.parse, manifest
     )

@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     graphql_cost_list_size: PositiveInt = Field(
         default=50, description="Items a list is assumed to hold when estimating cost."
     )
+    graphql_max_plans: Annotated[int, Field(ge=0)] = Field(
+        default=512,
+        description="Compiled execution plans kept, one per query document and operation "
+        "name (least recently used go first); 0 runs every operation on graphql-core.",
+    )
     cost_budget: Annotated[int, Field(ge=0)] = Field(
         default=0,
         description="Estimated cost a principal's GraphQL operations may spend per "

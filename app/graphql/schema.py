@@ -48,6 +48,7 @@ from app.graphql.context import GraphQLContext
 from app.graphql.cost import CostModel, Estimator
 from app.graphql.events import shared_event_executor
 from app.graphql.limits import Documents, Limits, hides_suggestions
+from app.graphql.plans import Plans
 from app.graphql.telemetry import OperationTelemetry, resolver_spans
 from app.observability.context import note_cache
 from app.service import CacheOutcome, ImagesResult, ReadLog, images_document, track_reads
@@ -579,6 +580,13 @@ def _coded(error: GraphQLError, hide_suggestions: bool = False) -> GraphQLError:
 class GatewaySchema(strawberry.Schema):
     documents: Documents
     estimator: Estimator
+    plans: Plans
+
+    def _get_execute_function(self) -> Callable[..., Any]:
+        # The one execution step of every operation, inside the same extensions (Authorize,
+        # GatewayErrors, OperationTelemetry): a compiled plan where there is one, else
+        # graphql-core (docs/architecture.md, "Compiled plans").
+        return self.plans.execute
 
     async def stream(self, query: str | None, *args: Any, **kwargs: Any) -> StreamResult:
         return _pre_execution_errors(await super().stream(query, *args, **kwargs))
@@ -613,6 +621,7 @@ def build_schema(
     cost_model: CostModel | None = None,
     introspection: bool = True,
     tracer: Tracer | None = None,
+    max_plans: int = 512,
 ) -> GatewaySchema:
     """Build the schema once per app. A document is checked cheapest first: its size (the
     pipeline's body limit), its tokens (while it parses), the limits, its estimated cost, then
@@ -650,6 +659,7 @@ def build_schema(
     )
     schema.documents = documents
     schema.estimator = estimator
+    schema.plans = Plans(max_plans)
     _plain_attribute_resolvers(schema)
     return schema
 
@@ -684,4 +694,6 @@ def _attribute(name: str) -> Callable[..., Any]:
     def resolve(source: Any, _info: Any) -> Any:
         return get(source)
 
+    # Compiled plans read the attribute themselves (app/graphql/plans.py).
+    resolve.attribute = name  # type: ignore[attr-defined]
     return resolve

@@ -130,6 +130,8 @@ class GatewayMetrics:
         self._error_codes = _Bounded()
         self.breakers: Callable[[], Mapping[str, BreakerState]] | None = None
         """The MAAS client's circuit breakers, read at scrape time; set once the client exists."""
+        self.executions: Callable[[], tuple[Mapping[str, int], int]] | None = None
+        """GraphQL executions by executor and the compiled plans kept, read at scrape time."""
         self.registry.register(_ScrapeTimeCollector(self, service, health))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -242,6 +244,7 @@ class _ScrapeTimeCollector(Collector):
         for (operation, code), count in metrics.graphql_errors.items():
             errors.add_metric([operation, code], count)
         yield errors
+        yield from self._executions()
         progress = self._service.progress
         yield GaugeMetricFamily(
             "maas_gateway_subscriptions_open",
@@ -252,6 +255,23 @@ class _ScrapeTimeCollector(Collector):
             "maas_gateway_import_progress_pollers",
             "Import-progress pollers running (one per principal with subscribers).",
             value=progress.pollers,
+        )
+
+    def _executions(self) -> Iterator[Metric]:
+        if self._metrics.executions is None:
+            return
+        counts, plans = self._metrics.executions()
+        executions = CounterMetricFamily(
+            "maas_gateway_graphql_executions",
+            "GraphQL operations executed, by executor: compiled (a cached plan) or fallback "
+            "(graphql-core: introspection, mutations, @defer and @stream, other directives).",
+            labels=["executor"],
+        )
+        for executor, count in counts.items():
+            executions.add_metric([executor], count)
+        yield executions
+        yield GaugeMetricFamily(
+            "maas_gateway_graphql_plans", "Compiled GraphQL execution plans kept.", value=plans
         )
 
     def _upstream(self) -> Iterator[Metric]:
