@@ -57,7 +57,13 @@ MAX_VARIANTS = 16
 
 # Leaf kinds whose values pass unchanged when of this exact Python type (graphql-core's
 # coerce_output_value returns them as they are); anything else takes the scalar's own coercion.
-_VERBATIM: dict[str, Any] = {"String": str, "ID": str, "Boolean": bool, "Float": float}
+_VERBATIM: dict[str, Any] = {
+    "String": str,
+    "ID": str,
+    "Boolean": bool,
+    "Float": float,
+    "Long": int,  # app/graphql/types.py: serialize=int, which returns an int as it is
+}
 
 
 class Unsupported(Exception):
@@ -225,6 +231,8 @@ class _Compiler:
         self, type_: GraphQLOutputType, details: list[FieldDetails], parent: str, name: str
     ) -> Complete:
         if isinstance(type_, GraphQLNonNull):
+            if isinstance(type_.of_type, GraphQLObjectType):
+                return _non_null_object(self.object(type_.of_type, details), parent, name)
             return _non_null(self.completer(type_.of_type, details, parent, name), parent, name)
         if isinstance(type_, GraphQLList):
             item = self.completer(type_.of_type, details, parent, name)
@@ -238,20 +246,23 @@ class _Compiler:
         if is_leaf_type(type_):
             return _leaf_completer(type_)
         if isinstance(type_, GraphQLObjectType):
-            executor = self.executor
-            grouped, defers, _ = collect_subfields(
-                self.schema,
-                executor.fragments,
-                executor.variable_values,
-                executor.operation,
-                type_,
-                details,
-                executor.hide_suggestions,
-            )
-            if defers:
-                raise Unsupported("@defer")
-            return _nullable(self.selection(type_, grouped))
+            return _nullable(self.object(type_, details))
         raise Unsupported(f"abstract type {type_}")
+
+    def object(self, type_: GraphQLObjectType, details: list[FieldDetails]) -> Complete:
+        executor = self.executor
+        grouped, defers, _ = collect_subfields(
+            self.schema,
+            executor.fragments,
+            executor.variable_values,
+            executor.operation,
+            type_,
+            details,
+            executor.hide_suggestions,
+        )
+        if defers:
+            raise Unsupported("@defer")
+        return self.selection(type_, grouped)
 
 
 def _typename(name: str) -> Complete:
@@ -282,6 +293,21 @@ def _non_null(inner: Complete, parent: str, name: str) -> Complete:
         return completed
 
     return non_null
+
+
+def _non_null_object(inner: Complete, parent: str, name: str) -> Complete:
+    """_non_null over _nullable for an object, in one call: an object's completion is never
+    None, so only a None value is the non-null error."""
+    message = f"Cannot return null for non-nullable field {parent}.{name}."
+
+    def non_null_object(run: _Run, value: Any, path: Any) -> Any:
+        if value is None or value is Undefined:
+            raise TypeError(message)
+        if isinstance(value, Exception):
+            raise value
+        return inner(run, value, path)
+
+    return non_null_object
 
 
 def _leaf_completer(type_: Any) -> Complete:
