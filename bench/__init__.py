@@ -10,6 +10,7 @@ from typing import Literal, TypeVar
 MODULES: tuple[str, ...] = (
     "bench.fanout",
     "bench.graphql",
+    "bench.plans",
     "bench.hostile",
     "bench.rest",
     "bench.load",
