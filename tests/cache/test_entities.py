@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import sys
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
@@ -696,6 +699,420 @@ class TestPolicyAndBounds:
         assert stats["selections"]["misses"] == 0
 
 
+class TestConstructors:
+    @pytest.mark.parametrize(("ttl", "stale_ttl"), [(-1, 0), (0, -1), (-0.5, -0.5)])
+    def test_policy_refuses_a_negative_ttl_or_stale_ttl(self, ttl: float, stale_ttl: float) -> None:
+        with pytest.raises(ValueError, match=r"^ttl and stale_ttl must be >= 0, got "):
+            CachePolicy(ttl=ttl, stale_ttl=stale_ttl)
+
+    def test_policy_takes_a_ttl_of_zero_or_below_one_second(self) -> None:
+        assert CachePolicy(ttl=0).ttl == 0
+        assert CachePolicy(ttl=0.5, stale_ttl=0).ttl == 0.5
+
+    @pytest.mark.parametrize(
+        ("bounds", "message"),
+        [
+            ({"maxsize": 0}, "maxsize must be >= 1"),
+            ({"maxsize": -5}, "maxsize must be >= 1"),
+            ({"max_bytes": 0}, "max_bytes must be >= 1"),
+        ],
+    )
+    def test_cache_refuses_bounds_below_one(self, bounds: dict[str, int], message: str) -> None:
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            EntityCache(policies(), **bounds)
+
+    async def test_cache_of_one_entry_and_one_byte_holds_exactly_that(
+        self, clock: FakeClock
+    ) -> None:
+        cache = EntityCache(policies(), maxsize=1, max_bytes=1, clock=clock)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "a", Loader(b"a"), size=len)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "b", Loader(b"b"), size=len)
+
+        assert (len(cache), cache.nbytes) == (1, 1)
+        assert cache.peek(ALICE, Family.BOOT_RESOURCE, "b") is not None
+        assert cache.peek(ALICE, Family.BOOT_RESOURCE, "a") is None
+
+    async def test_default_bound_is_ten_thousand_entries(self, clock: FakeClock) -> None:
+        cache = EntityCache(policies(), clock=clock)
+        loader = Loader()
+        for key in range(10_001):
+            await cache.get(ALICE, Family.BOOT_RESOURCE, key, loader)
+
+        assert len(cache) == 10_000
+        assert cache.peek(ALICE, Family.BOOT_RESOURCE, 0) is None
+        assert cache.stats()["boot-resource"]["evictions"] == 1
+
+
+class TestByteAccounting:
+    async def test_bytes_follow_a_replaced_entry(self, clock: FakeClock) -> None:
+        cache = EntityCache(policies(), max_bytes=100, clock=clock)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "k", Loader(b"x" * 40), size=len)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "other", Loader(b"y" * 20), size=len)
+        clock.advance(10)
+
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "k", Loader(b"x" * 30), size=len)
+
+        assert cache.nbytes == 50
+        assert cache.stats()["boot-resource"]["size"] == len(cache) == 2
+
+    async def test_a_replacement_too_large_to_hold_drops_the_old_value(
+        self, clock: FakeClock
+    ) -> None:
+        cache = EntityCache(policies(), max_bytes=100, clock=clock)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "k", Loader(b"x" * 40), size=len)
+        clock.advance(10)
+
+        fresh = await cache.get(ALICE, Family.BOOT_RESOURCE, "k", Loader(b"x" * 101), size=len)
+        clock.advance(1)  # within stale_ttl: the old value would still be served if it were kept
+        failing = Loader(error=UpstreamUnavailable("down"))
+
+        assert fresh.value == b"x" * 101
+        assert (len(cache), cache.nbytes) == (0, 0)
+        with pytest.raises(UpstreamUnavailable):
+            await cache.get(ALICE, Family.BOOT_RESOURCE, "k", failing, size=len)
+
+    async def test_values_filling_the_bound_exactly_are_all_kept(self, clock: FakeClock) -> None:
+        cache = EntityCache(policies(), max_bytes=100, clock=clock)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "a", Loader(b"a" * 60), size=len)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "b", Loader(b"b" * 40), size=len)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "one", Loader(b"c" * 100), size=len)
+
+        assert cache.peek(ALICE, Family.BOOT_RESOURCE, "one") is not None
+        assert (len(cache), cache.nbytes) == (1, 100)
+        assert cache.stats()["boot-resource"]["evictions"] == 2
+
+    async def test_bytes_after_evictions_drops_and_clear(self, clock: FakeClock) -> None:
+        cache = EntityCache(policies(ttl=10, stale_ttl=5), max_bytes=100, clock=clock)
+        for key in range(5):  # 5 x 30 bytes: the two oldest are evicted
+            await cache.get(ALICE, Family.BOOT_SOURCE, key, Loader(b"s" * 30), scope=key, size=len)
+        assert (len(cache), cache.nbytes) == (3, 90)
+        clock.advance(10)
+        with pytest.raises(NotFound):  # an authoritative error drops the expired entry
+            await cache.get(ALICE, Family.BOOT_SOURCE, 4, Loader(error=NotFound("?")), scope=4)
+        assert (len(cache), cache.nbytes) == (2, 60)
+        clock.advance(5)  # past stale_ttl too: the next read drops the entry before loading
+        await cache.get(ALICE, Family.BOOT_SOURCE, 3, Loader(b"t" * 10), scope=3, size=len)
+        assert (len(cache), cache.nbytes) == (2, 40)
+
+        cache.clear()
+
+        assert (len(cache), cache.nbytes) == (0, 0)
+
+    async def test_nothing_is_measured_without_a_byte_bound(self, cache: EntityCache) -> None:
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "k", Loader(b"x" * 1000))
+
+        assert cache.nbytes == 0
+
+    async def test_evicted_and_dropped_entries_leave_no_index_behind(
+        self, clock: FakeClock
+    ) -> None:
+        cache = EntityCache(policies(), maxsize=2, clock=clock)
+        for scope in range(6):
+            await cache.get(ALICE, Family.BOOT_SOURCE, f"key-{scope}", Loader(), scope=scope)
+        clock.advance(10)
+        failing = Loader(error=NotFound("?"))
+        with pytest.raises(NotFound):
+            await cache.get(ALICE, Family.BOOT_SOURCE, "key-5", failing, scope=5)
+
+        # The scope index must hold what the cache holds, or a flood of ids grows it for good.
+        index = cache._families[Family.BOOT_SOURCE].index
+        assert index == {4: {(ALICE, Family.BOOT_SOURCE, 4, "key-4")}}
+
+
+class TestCounters:
+    async def test_every_outcome_counts_once_per_read(
+        self, cache: EntityCache, clock: FakeClock
+    ) -> None:
+        await cache.get(ALICE, Family.BOOT_SOURCES, "all", Loader())
+        cache.peek(ALICE, Family.BOOT_SOURCES, "all")
+        cache.peek(ALICE, Family.BOOT_SOURCES, "all")
+        clock.advance(10)
+        for _ in range(2):
+            await cache.get(ALICE, Family.BOOT_SOURCES, "all", Loader(error=UpstreamTimeout("?")))
+        for _ in range(2):
+            with pytest.raises(NotFound):
+                await cache.get(ALICE, Family.BOOT_SOURCE, 1, Loader(error=NotFound("?")))
+        for _ in range(2):
+            with pytest.raises(UpstreamTimeout):
+                await cache.get(ALICE, Family.BOOT_SOURCE, 2, Loader(error=UpstreamTimeout("?")))
+
+        stats = cache.stats()
+        assert (stats["boot-sources"]["hits"], stats["boot-sources"]["stale"]) == (2, 2)
+        assert stats["boot-source"]["errors"] == 4
+
+    async def test_every_eviction_counts(self, clock: FakeClock) -> None:
+        cache = EntityCache(policies(), maxsize=1, clock=clock)
+        for key in range(3):
+            await cache.get(ALICE, Family.BOOT_RESOURCE, key, Loader())
+
+        assert cache.stats()["boot-resource"]["evictions"] == 2
+
+    async def test_a_stale_answer_carries_the_generation_it_was_loaded_at(
+        self, cache: EntityCache, clock: FakeClock
+    ) -> None:
+        cache.invalidate(Family.BOOT_SOURCES)
+        first = await cache.get(ALICE, Family.BOOT_SOURCES, "all", Loader("old"))
+        clock.advance(11)
+
+        stale = await cache.get(
+            ALICE, Family.BOOT_SOURCES, "all", Loader(error=UpstreamTimeout(""))
+        )
+
+        assert (stale.outcome, stale.generation) == (CacheOutcome.STALE, first.generation)
+        assert first.generation == cache.generation(Family.BOOT_SOURCES) > 0
+
+    async def test_a_fresh_entry_survives_an_overtaken_load_that_failed(
+        self, cache: EntityCache
+    ) -> None:
+        overtaken = Loader(error=NotFound("gone then"))
+        gate = overtaken.hold()
+
+        async def write_reload_then_fail_the_old_load() -> None:
+            await anyio.wait_all_tasks_blocked()
+            cache.invalidate(Family.BOOT_SOURCE, scope=1)
+            await cache.get(ALICE, Family.BOOT_SOURCE, 1, Loader("after the write"), scope=1)
+            gate.set()
+
+        old, _ = await gather(
+            getter(cache, overtaken, family=Family.BOOT_SOURCE, key=1, scope=1),
+            write_reload_then_fail_the_old_load,
+        )
+
+        assert isinstance(old, NotFound)
+        hit = cache.peek(ALICE, Family.BOOT_SOURCE, 1, scope=1)
+        assert hit is not None
+        assert hit.value == "after the write"
+
+    async def test_an_authoritative_error_at_exactly_the_ttl_drops_the_entry(
+        self, cache: EntityCache, clock: FakeClock
+    ) -> None:
+        await cache.get(ALICE, Family.BOOT_RESOURCE, 1, Loader("deleted since"))
+        clock.advance(10)
+
+        with pytest.raises(NotFound):
+            await cache.get(ALICE, Family.BOOT_RESOURCE, 1, Loader(error=NotFound("gone")))
+
+        assert len(cache) == 0
+
+    async def test_a_load_failing_after_every_waiter_left_logs_nothing(
+        self, cache: EntityCache, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        failing = Loader(error=NotFound("gone"))
+        gate = failing.hold()
+        scope = anyio.CancelScope()
+
+        async def leave() -> None:
+            with scope:
+                await cache.get(ALICE, Family.BOOT_RESOURCE, 1, failing)
+
+        async def cancel_then_fail() -> None:
+            await anyio.wait_all_tasks_blocked()
+            scope.cancel()
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            await gather(leave, cancel_then_fail)
+            await anyio.wait_all_tasks_blocked()
+            gc.collect()
+
+        assert scope.cancelled_caught
+        assert failing.calls == 1
+        assert [r.getMessage() for r in caplog.records] == []
+
+
+class TestPeekAndListener:
+    async def test_peek_records_the_read_in_the_active_tracker(
+        self, cache: EntityCache, clock: FakeClock
+    ) -> None:
+        cache.invalidate(Family.BOOT_RESOURCE, scope=7)
+        loaded = await cache.get(ALICE, Family.BOOT_RESOURCE, 7, Loader("d"), scope=7)
+        clock.advance(4)
+
+        with ReadTracker() as tracker:
+            hit = cache.peek(ALICE, Family.BOOT_RESOURCE, 7, scope=7)
+
+        assert hit is not None
+        assert (hit.value, hit.outcome, hit.age, hit.generation) == (
+            "d",
+            CacheOutcome.HIT,
+            4,
+            loaded.generation,
+        )
+        assert dict(tracker.dependencies) == {(Family.BOOT_RESOURCE, 7): loaded.generation}
+        assert tracker.expires_at == clock.now - 4 + 10
+
+    async def test_a_load_does_not_record_its_own_reads_in_the_leaders_tracker(
+        self, cache: EntityCache
+    ) -> None:
+        async def load_through_another_read() -> str:
+            await cache.get(ALICE, Family.SELECTIONS, "inner", Loader(), scope=3)
+            return "outer"
+
+        with ReadTracker() as tracker:
+            await cache.get(ALICE, Family.BOOT_SOURCE, 3, load_through_another_read, scope=3)
+
+        assert set(tracker.dependencies) == {(Family.BOOT_SOURCE, 3)}
+
+    def test_listener_hears_each_invalidation_with_its_scope(self, cache: EntityCache) -> None:
+        heard: list[tuple[Family, Hashable | None]] = []
+        cache.listener = lambda family, scope: heard.append((family, scope))
+
+        cache.invalidate(Family.SELECTIONS, scope=4)
+        cache.invalidate(Family.BOOT_RESOURCES)
+
+        assert heard == [(Family.SELECTIONS, 4), (Family.BOOT_RESOURCES, None)]
+
+    async def test_scope_generations_fold_only_past_the_bound(
+        self, cache: EntityCache, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(cache_module, "_MAX_SCOPE_GENERATIONS", 3)
+        await cache.get(ALICE, Family.BOOT_RESOURCE, "k", Loader(), scope=99)
+
+        for scope in range(3):
+            cache.invalidate(Family.BOOT_RESOURCE, scope)
+
+        assert cache.peek(ALICE, Family.BOOT_RESOURCE, "k", scope=99) is not None
+        assert cache.generation(Family.BOOT_RESOURCE) == 0
+
+
+class TestCappedTtls:
+    async def test_a_cap_shortens_every_ttl_and_lifting_it_restores_them(
+        self, cache: EntityCache, clock: FakeClock
+    ) -> None:
+        cache.cap_ttls(2)
+        await cache.get(ALICE, Family.BOOT_RESOURCES, "all", Loader())
+        clock.advance(2)
+        assert cache.peek(ALICE, Family.BOOT_RESOURCES, "all") is None
+        await cache.get(ALICE, Family.BOOT_RESOURCES, "all", Loader())
+
+        cache.cap_ttls(None)
+        clock.advance(9)
+
+        assert cache.ttl_cap is None
+        assert cache.peek(ALICE, Family.BOOT_RESOURCES, "all") is not None
+
+    async def test_a_policy_set_while_capped_stays_under_the_cap(
+        self, cache: EntityCache, clock: FakeClock
+    ) -> None:
+        cache.cap_ttls(3)
+        cache.set_policy(Family.IMPORT_STATUS, CachePolicy(ttl=20))
+        await cache.get(ALICE, Family.IMPORT_STATUS, "s", Loader())
+        clock.advance(2)
+        assert cache.peek(ALICE, Family.IMPORT_STATUS, "s") is not None
+        clock.advance(1)
+
+        assert cache.peek(ALICE, Family.IMPORT_STATUS, "s") is None
+        assert cache.ttl_cap == 3
+
+    def test_a_lower_cap_moves_every_generation_past_every_earlier_one(
+        self, cache: EntityCache
+    ) -> None:
+        for _ in range(4):
+            cache.invalidate(Family.SELECTIONS, scope=1)
+        cache.invalidate(Family.BOOT_SOURCES)
+
+        def generations() -> dict[Family, int]:
+            return {f: cache.generation(f, 1) for f in Family}
+
+        before = generations()
+        cache.cap_ttls(5)
+        capped = generations()
+        cache.cap_ttls(5)
+        cache.cap_ttls(8)
+        cache.cap_ttls(None)
+        unmoved = generations()
+        cache.cap_ttls(4)
+
+        assert min(capped.values()) > max(before.values())
+        assert unmoved == capped  # an equal, higher or no cap serves nothing longer
+        assert min(generations().values()) > max(capped.values())
+
+    def test_no_cap_on_an_uncapped_cache_moves_nothing(self, cache: EntityCache) -> None:
+        cache.invalidate(Family.BOOT_SOURCES)
+        before = {f: cache.generation(f) for f in Family}
+
+        cache.cap_ttls(None)
+
+        assert {f: cache.generation(f) for f in Family} == before
+
+
+class TestEstimateSize:
+    @staticmethod
+    def nest(value: object, levels: int) -> object:
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    def test_every_scalar_counts_as_a_small_int(self) -> None:
+        assert {estimate_size(v) for v in (None, 7, 2.5, True)} == {sys.getsizeof(1)}
+
+    def test_a_container_counts_itself_and_each_item(self) -> None:
+        items = ["x" * 100, b"y" * 50, 3]
+        expected = sum(sys.getsizeof(i) for i in items[:2]) + sys.getsizeof(1)
+        for container in (list(items), tuple(items), set(items), frozenset(items)):
+            assert estimate_size(container) == sys.getsizeof(container) + expected
+
+    def test_a_dict_counts_its_keys_and_values_as_a_list_of_them_would(self) -> None:
+        deep_key = self.nest(("k" * 300,), 0)
+        for _ in range(9):
+            deep_key = (deep_key,)
+        value = {"x" * 1000: [1, 2], deep_key: "v" * 200, 5: None}
+        flat = [item for pair in value.items() for item in pair]
+
+        own = estimate_size(value) - sys.getsizeof(value)
+        assert own == estimate_size(flat) - sys.getsizeof(flat)
+        assert own > 1200
+
+    def test_large_containers_are_sampled_and_extrapolated(self) -> None:
+        items = [1] * 1001 + ["x" * 10_000] * 3
+        estimate = estimate_size(items)
+
+        assert estimate == sys.getsizeof(items) + sys.getsizeof(1) * 1004
+        assert type(estimate) is int
+        table = {n: n for n in range(1000)}
+        assert estimate_size(table) == sys.getsizeof(table) + sys.getsizeof(1) * 2000
+        odd = [10**30] * 15 + [b"x" * 100] * 2  # 17 items, 16 sampled
+        sampled = sys.getsizeof(1) * 15 + sys.getsizeof(b"x" * 100)
+        assert estimate_size(odd) == sys.getsizeof(odd) + sampled * 17 // 16
+        assert type(estimate_size(odd)) is int
+
+    def test_nesting_is_measured_eight_levels_deep_and_no_further(self) -> None:
+        big = list(range(1000))
+        inner = sys.getsizeof(big) + sys.getsizeof(1) * 1000
+        wrappers = 7 * sys.getsizeof([None])
+
+        assert estimate_size(self.nest(big, 7)) == wrappers + inner
+        assert estimate_size(self.nest(big, 8)) == wrappers + sys.getsizeof([None]) + 64
+        assert estimate_size(big, 8) == 64
+
+    def test_values_that_contain_themselves_are_measured(self) -> None:
+        loop: list[object] = []
+        loop.append(loop)
+        table: dict[str, object] = {}
+        table["self"] = table
+
+        class Node:
+            def __init__(self) -> None:
+                self.me = self
+
+        for value in (loop, table, Node()):
+            assert estimate_size(value) > sys.getsizeof(value)
+
+    def test_an_object_counts_its_attributes(self) -> None:
+        class Record:
+            def __init__(self, text: str) -> None:
+                self.text = text
+
+        small, large = Record("x"), Record("x" * 5000)
+
+        assert estimate_size(large) - estimate_size(small) == 4999
+        assert estimate_size(small) == sys.getsizeof(small) + estimate_size(small.__dict__, 1)
+
+    def test_an_object_without_attributes_counts_its_own_size(self) -> None:
+        assert estimate_size(range(100)) == sys.getsizeof(range(100)) != sys.getsizeof(None)
+
+
 class TestReadTracker:
     async def test_tracker_records_generation_of_each_read(self, cache: EntityCache) -> None:
         cache.invalidate(Family.BOOT_RESOURCE, scope=1)
@@ -795,6 +1212,41 @@ class TestReadTracker:
             )
 
         assert outer.served_stale
+        assert not outer.cacheable
+
+    async def test_nested_tracker_passes_the_generations_it_read(self, cache: EntityCache) -> None:
+        cache.invalidate(Family.BOOT_SOURCE, scope=1)
+        with ReadTracker() as outer:
+            with ReadTracker():
+                read = await cache.get(ALICE, Family.BOOT_SOURCE, 1, Loader(), scope=1)
+            with ReadTracker():
+                cache.invalidate(Family.BOOT_SOURCE, scope=1)
+                await cache.get(ALICE, Family.BOOT_SOURCE, 1, Loader(), scope=1)
+
+        assert dict(outer.dependencies) == {(Family.BOOT_SOURCE, 1): read.generation}
+        assert read.generation > 0
+
+    @pytest.mark.parametrize("flag", ["served_stale", "failed"])
+    async def test_a_clean_nested_tracker_keeps_the_enclosing_ones_flags(
+        self, cache: EntityCache, flag: str
+    ) -> None:
+        with ReadTracker() as outer:
+            setattr(outer, flag, True)  # what a stale or failed read of its own leaves
+            with ReadTracker():
+                await cache.get(ALICE, Family.BOOT_SOURCE, 1, Loader(), scope=1)
+
+        assert getattr(outer, flag)
+        assert not outer.cacheable
+
+    async def test_a_failed_nested_read_makes_the_enclosing_tracker_uncacheable(
+        self, cache: EntityCache
+    ) -> None:
+        with ReadTracker() as outer:
+            with ReadTracker(), pytest.raises(NotFound):
+                await cache.get(ALICE, Family.BOOT_RESOURCE, 9, Loader(error=NotFound("?")))
+            await cache.get(ALICE, Family.BOOT_RESOURCE, 1, Loader())
+
+        assert outer.failed
         assert not outer.cacheable
 
     async def test_tracker_records_load_start_generation_when_invalidated_mid_load(
@@ -935,6 +1387,123 @@ class TestResponseCache:
 
         assert responses.get(ALICE, "q") is None
         assert responses.stats()["bytes"] == 0
+
+    async def test_set_refuses_response_built_from_a_failed_read_with_fresh_others(
+        self, cache: EntityCache, responses: ResponseCache
+    ) -> None:
+        with ReadTracker() as tracker:
+            await cache.get(ALICE, Family.BOOT_RESOURCES, "all", Loader())
+            with pytest.raises(NotFound):
+                await cache.get(ALICE, Family.BOOT_RESOURCE, 9, Loader(error=NotFound("?")))
+
+        assert tracker.expires_at > cache.clock()  # only the failure makes it unfit to keep
+        assert not responses.set(ALICE, "q", b"partial", tracker)
+        assert responses.lookup(ALICE, "q") is None
+
+    async def test_lookup_returns_the_headers_stored_with_the_body(
+        self, cache: EntityCache, responses: ResponseCache
+    ) -> None:
+        headers = ((b"etag", b'"abc"'), (b"content-type", b"application/json"))
+        assert responses.set(ALICE, "q", b"body", await self.build(cache), headers)
+
+        stored = responses.lookup(ALICE, "q")
+
+        assert stored is not None
+        assert (stored.body, stored.headers) == (b"body", headers)
+
+    async def test_a_ttl_of_zero_stores_nothing(self, cache: EntityCache) -> None:
+        responses = ResponseCache(cache, ttl=0)
+
+        assert not responses.set(ALICE, "q", b"body", ReadTracker())
+        assert responses.stats()["refused"] == 1
+
+    async def test_bodies_up_to_the_byte_bound_are_kept(self, cache: EntityCache) -> None:
+        responses = ResponseCache(cache, ttl=30, max_bytes=10)
+
+        assert responses.set(ALICE, "a", b"a" * 6, ReadTracker())
+        assert responses.set(ALICE, "b", b"b" * 4, ReadTracker())
+        assert [responses.get(ALICE, k) for k in ("a", "b")] == [b"a" * 6, b"b" * 4]
+        assert responses.set(ALICE, "ten", b"t" * 10, ReadTracker())
+        assert responses.stats()["bytes"] == 10
+        assert (responses.get(ALICE, "a"), responses.get(ALICE, "b")) == (None, None)
+
+    async def test_the_entry_bound_evicts_with_bytes_to_spare(self, cache: EntityCache) -> None:
+        responses = ResponseCache(cache, ttl=30, maxsize=2)
+        for key in ("a", "b", "c"):
+            responses.set(ALICE, key, b"x", ReadTracker())
+
+        assert [responses.get(ALICE, k) for k in ("a", "b", "c")] == [None, b"x", b"x"]
+        assert responses.stats()["evictions"] == 1
+
+    async def test_the_default_bound_is_a_thousand_responses(self, cache: EntityCache) -> None:
+        responses = ResponseCache(cache, ttl=30)
+        for key in range(1_001):
+            responses.set(ALICE, key, b"x", ReadTracker())
+
+        assert (responses.stats()["size"], responses.stats()["evictions"]) == (1_000, 1)
+        assert responses.get(ALICE, 0) is None
+
+    async def test_bytes_follow_replacements_expiries_and_invalidations(
+        self, cache: EntityCache, clock: FakeClock
+    ) -> None:
+        responses = ResponseCache(cache, ttl=5, max_bytes=100)
+        responses.set(ALICE, "q", b"x" * 40, ReadTracker())
+        responses.set(ALICE, "q", b"x" * 30, ReadTracker())  # replaced, not added
+        responses.set(ALICE, "r", b"y" * 50, await self.build(cache))
+        assert (responses.stats()["size"], responses.stats()["bytes"]) == (2, 80)
+
+        cache.invalidate(Family.BOOT_RESOURCES)
+        assert responses.get(ALICE, "r") is None
+        assert (responses.stats()["size"], responses.stats()["bytes"]) == (1, 30)
+        clock.advance(5)
+        assert responses.get(ALICE, "q") is None
+        assert (responses.stats()["size"], responses.stats()["bytes"]) == (0, 0)
+
+    async def test_stats_count_each_lookup_once(self, cache: EntityCache, clock: FakeClock) -> None:
+        responses = ResponseCache(cache, ttl=5, maxsize=1)
+        for key in ("gone", "q"):
+            responses.set(ALICE, key, b"body", await self.build(cache))
+        for _ in range(2):
+            responses.get(ALICE, "q")
+            responses.get(ALICE, "never stored")
+        responses.set(BOB, "r", b"body", await self.build(cache, BOB))
+        for key in ("s", "s2"):
+            responses.set(BOB, key, b"body", await self.build(cache, BOB))
+            cache.invalidate(Family.BOOT_RESOURCE, scope=1)
+            responses.get(BOB, key)
+        for key in ("t", "t2"):
+            responses.set(ALICE, key, b"body", ReadTracker())
+            clock.advance(5)
+            responses.get(ALICE, key)
+        tracker = await self.build(cache)
+        cache.invalidate(Family.BOOT_RESOURCES)
+        for _ in range(2):
+            responses.set(ALICE, "u", b"body", tracker)
+
+        assert responses.stats() == {
+            "hits": 2,
+            "misses": 6,
+            "expired": 2,
+            "invalidated": 2,
+            "evictions": 3,
+            "refused": 2,
+            "size": 0,
+            "bytes": 0,
+        }
+
+    @pytest.mark.parametrize(
+        "bounds", [{"ttl": -1}, {"ttl": 1, "maxsize": 0}, {"ttl": 1, "max_bytes": 0}]
+    )
+    def test_refuses_a_negative_ttl_or_bounds_below_one(
+        self, cache: EntityCache, bounds: dict[str, float]
+    ) -> None:
+        with pytest.raises(ValueError, match=r"^ttl must be >= 0, maxsize and max_bytes >= 1$"):
+            ResponseCache(cache, **bounds)  # type: ignore[arg-type]
+
+    async def test_takes_a_short_ttl_and_bounds_of_one(self, cache: EntityCache) -> None:
+        short = ResponseCache(cache, ttl=0.5, maxsize=1, max_bytes=1)
+        assert short.set(ALICE, "q", b"x", ReadTracker())
+        assert short.get(ALICE, "q") == b"x"
 
 
 class TestHelpers:
