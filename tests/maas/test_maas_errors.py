@@ -107,7 +107,15 @@ def test_html_409_keeps_retry_after_and_drops_the_page() -> None:
 
     assert isinstance(error, Conflict)
     assert error.retry_after == 5.0
-    assert "<" not in error.message
+    assert error.message == f"MAAS {OP} failed (HTTP 409)"
+
+
+def test_an_xhtml_page_is_dropped_like_an_html_one() -> None:
+    page = "<?xml version='1.0'?><html xmlns='http://www.w3.org/1999/xhtml'><body/></html>"
+
+    error = map_failure(OP, response(502, page, "application/xhtml+xml"))
+
+    assert error.message == f"MAAS {OP} failed (HTTP 502)"
 
 
 def test_html_typed_401_with_plain_text_keeps_its_message() -> None:
@@ -140,7 +148,14 @@ def test_redaction_reaches_validation_fields() -> None:
 def test_long_bodies_are_truncated() -> None:
     error = map_failure(OP, response(500, "x" * 10_000))
 
-    assert len(error.message) < 600
+    assert error.message == f"MAAS {OP} failed (HTTP 500): " + "x" * 499 + "…"
+
+
+@pytest.mark.parametrize(("length", "shown"), [(500, "x" * 500), (501, "x" * 499 + "…")])
+def test_a_message_is_cut_only_past_500_characters(length: int, shown: str) -> None:
+    error = map_failure(OP, response(502, "x" * length))
+
+    assert error.message == f"MAAS {OP} failed (HTTP 502): {shown}"
 
 
 def test_malformed_json_error_body_still_maps_by_status() -> None:
@@ -204,3 +219,74 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     seconds = parse_retry_after(later)
     assert seconds is not None
     assert 25 < seconds <= 30
+
+
+def test_field_messages_and_general_ones_read_as_one_summary() -> None:
+    body = {"__all__": ["Both given.", "Pick one."], "url": "not a URL", "name": ["a", "b"]}
+
+    error = map_failure(OP, response(400, orjson.dumps(body), "application/problem+json"))
+
+    assert isinstance(error, ValidationFailed)
+    assert (
+        error.message
+        == f"MAAS {OP} failed (HTTP 400): Both given. Pick one.; url: not a URL; name: a b"
+    )
+    assert error.fields == {
+        "__all__": ["Both given.", "Pick one."],
+        "url": ["not a URL"],
+        "name": ["a", "b"],
+    }
+
+
+def test_a_json_string_body_is_its_message() -> None:
+    error = map_failure(OP, response(404, b'"No BootResource matches the given query."', JSON))
+
+    assert error.message == f"MAAS {OP} failed (HTTP 404): No BootResource matches the given query."
+
+
+def test_a_body_without_a_content_type_or_in_broken_utf8_is_read_as_text() -> None:
+    untyped = httpx.Response(500, content=b"plain trouble")
+    broken = response(500, b"caf\xe9 down")
+
+    assert "content-type" not in untyped.headers
+    assert map_failure(OP, untyped).message == f"MAAS {OP} failed (HTTP 500): plain trouble"
+    assert map_failure(OP, broken).message == f"MAAS {OP} failed (HTTP 500): caf\ufffd down"
+
+
+@pytest.mark.parametrize(
+    ("exc", "what"),
+    [
+        (httpx.ConnectTimeout("boom"), "timed out connecting"),
+        (httpx.ReadTimeout("boom"), "timed out waiting for the response"),
+        (httpx.WriteTimeout("boom"), "timed out sending the request"),
+        (httpx.PoolTimeout("boom"), "timed out waiting for a free connection"),
+        (httpx.TimeoutException("boom"), "timed out"),
+        (RuntimeError("maas.internal:5240"), "RuntimeError"),
+    ],
+)
+def test_a_transport_failure_says_what_timed_out_or_failed(exc: BaseException, what: str) -> None:
+    assert map_failure(OP, exc).message == f"MAAS {OP} failed: {what}"
+
+
+def test_a_payload_of_the_wrong_shape_names_at_most_five_problems() -> None:
+    files = {str(n): {"size": "big"} for n in range(7)}
+    with pytest.raises(pydantic.ValidationError) as caught:
+        pydantic.TypeAdapter(dict[str, dict[str, int]]).validate_python(files)
+    with pytest.raises(pydantic.ValidationError) as whole:
+        BootResource.model_validate("not an object")
+
+    many, root = map_failure(OP, caught.value), map_failure(OP, whole.value)
+
+    problem = "Input should be a valid integer, unable to parse string as an integer"
+    listed = "; ".join(f"{n}.size: {problem}" for n in range(5))
+    assert many.message == f"MAAS {OP} failed: unexpected payload ({listed})"
+    assert root.message.startswith(f"MAAS {OP} failed: unexpected payload (body: Input should")
+
+
+def test_retry_after_is_never_negative_and_zero_is_zero() -> None:
+    earlier = email.utils.formatdate(time.time() - 30, usegmt=True)
+
+    assert parse_retry_after("0") == 0.0
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after(earlier) == 0.0
+    assert parse_retry_after(" 2.5 ") == 2.5
