@@ -51,15 +51,21 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One side's rounds: wall time of each, CPU per round and MAAS calls per round."""
+    """One side's rounds: wall time and CPU of each, and MAAS calls per round. Medians: a
+    burst of the neighbours' load (which a VM can charge as CPU time) moves one round, not
+    the figure."""
 
     wall_ms: list[float]
-    cpu_ms: float
+    cpu_samples_ms: list[float]
     maas_calls: float
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.wall_ms)
+
+    @property
+    def cpu_ms(self) -> float:
+        return statistics.median(self.cpu_samples_ms)
 
 
 class Floor:
@@ -150,38 +156,43 @@ async def measure(
     warmup: int = 2,
 ) -> tuple[Run, Run]:
     """(gateway, floor): a cold query and a floor tree in turns, so noise falls on both. The
-    gateway's CPU is its process's over the whole loop (it idles while the floor runs); the
-    floor's is this process's over its trees alone; MAAS calls are the simulator's count."""
+    gateway's CPU is its process's threads' over each query, the floor's this process's over
+    each tree; MAAS calls are the simulator's count, less what the floor sent."""
     for n in range(warmup):
         await _query_ms(gateway, -1 - n, resources)
         await floor.tree()
     calls, floor_sent = maas_calls(maas_url), floor.sent
     walls: list[float] = []
+    cpus: list[float] = []
     floor_walls: list[float] = []
-    floor_cpu = 0.0
-    gateway_cpu = gateway.cpu_seconds()
+    floor_cpus: list[float] = []
     for n in range(rounds):
+        cpu = gateway.thread_cpu_seconds()
         walls.append(await _query_ms(gateway, n, resources))
+        cpus.append((gateway.thread_cpu_seconds() - cpu) * 1000)
         cpu, started = time.process_time(), time.perf_counter()
         if await floor.tree() != resources:
             raise RuntimeError(f"the floor did not read {resources} resources")
         floor_walls.append((time.perf_counter() - started) * 1000)
-        floor_cpu += time.process_time() - cpu
-    gateway_cpu = gateway.cpu_seconds() - gateway_cpu
+        floor_cpus.append((time.process_time() - cpu) * 1000)
+    if min(cpus) < 0:
+        raise RuntimeError("a gateway thread ended during a query: its CPU went with it")
     floor_calls = floor.sent - floor_sent
     gateway_calls = maas_calls(maas_url) - calls - floor_calls
     return (
-        Run(walls, gateway_cpu / rounds * 1000, gateway_calls / rounds),
-        Run(floor_walls, floor_cpu / rounds * 1000, floor_calls / rounds),
+        Run(walls, cpus, gateway_calls / rounds),
+        Run(floor_walls, floor_cpus, floor_calls / rounds),
     )
 
 
 async def floor_cpu_ms(maas_url: str, *, rounds: int = 15, warmup: int = 3) -> float:
-    """CPU ms per tree of the floor alone, at 50 in flight."""
+    """Median CPU ms per tree of the floor alone, at 50 in flight."""
     async with Floor(maas_url) as floor:
         for _ in range(warmup):
             await floor.tree()
-        cpu = time.process_time()
+        samples = []
         for _ in range(rounds):
+            cpu = time.process_time()
             await floor.tree()
-        return (time.process_time() - cpu) / rounds * 1000
+            samples.append((time.process_time() - cpu) * 1000)
+        return statistics.median(samples)

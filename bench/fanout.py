@@ -45,36 +45,50 @@ async def read_tree_sequential(client: MaasClient) -> int:
 
 
 async def timed_rounds(
-    read: Callable[[MaasClient], Awaitable[int]], client: MaasClient, rounds: int
-) -> tuple[float, float]:
-    """(median wall ms, CPU ms per round) of `rounds` reads."""
-    samples = []
-    cpu = time.process_time()
+    read: Callable[[MaasClient], Awaitable[int]],
+    client: MaasClient,
+    rounds: int,
+    floor: cold.Floor | None = None,
+) -> tuple[float, float, float]:
+    """Medians of `rounds` reads: (wall ms, CPU ms, the floor's CPU ms per tree); with a
+    floor, one of its trees after each read, so noise falls on both alike."""
+    samples, cpus, floor_cpus = [], [], [0.0]
     for _ in range(rounds):
-        started = time.perf_counter()
+        spent, started = time.process_time(), time.perf_counter()
         count = await read(client)
         samples.append((time.perf_counter() - started) * 1000)
+        cpus.append((time.process_time() - spent) * 1000)
         if count != RESOURCES:
             raise RuntimeError(f"expected {RESOURCES} resources, read {count}")
-    return statistics.median(samples), (time.process_time() - cpu) / rounds * 1000
+        if floor is not None:
+            spent = time.process_time()
+            await floor.tree()
+            floor_cpus.append((time.process_time() - spent) * 1000)
+    median = statistics.median
+    return median(samples), median(cpus), median(floor_cpus[1:] or floor_cpus)
 
 
 @dataclass(frozen=True, slots=True)
 class Measured:
     fanout_ms: float
     fanout_cpu_ms: float
+    floor_cpu_ms: float
     sequential_ms: float
 
 
 async def _measure(url: str, backend: Backend, rounds: tuple[int, int]) -> Measured:
-    """Fan-out and sequential reads, (fan-out, sequential) rounds of each, on one long-lived
-    client, pool warmed."""
-    async with MaasClient(url, MaasCredentials.from_key(ADMIN_KEY), backend=backend) as client:
+    """Fan-out (in turns with the floor's trees) and sequential reads, (fan-out, sequential)
+    rounds of each, on one long-lived client, pool warmed."""
+    async with (
+        MaasClient(url, MaasCredentials.from_key(ADMIN_KEY), backend=backend) as client,
+        cold.Floor(url) as floor,
+    ):
         for _ in range(WARMUP_ROUNDS):
             await read_tree_fanout(client)
-        fanout, cpu = await timed_rounds(read_tree_fanout, client, rounds[0])
-        sequential, _ = await timed_rounds(read_tree_sequential, client, rounds[1])
-    return Measured(fanout, cpu, sequential)
+            await floor.tree()
+        fanout, cpu, floor_cpu = await timed_rounds(read_tree_fanout, client, rounds[0], floor)
+        sequential, _, _ = await timed_rounds(read_tree_sequential, client, rounds[1])
+    return Measured(fanout, cpu, floor_cpu, sequential)
 
 
 @benchmark("fanout")
@@ -88,10 +102,9 @@ def run(
     with simulator_process(latency_ms=LATENCY_MS, resources=RESOURCES) as url:
         for backend in backends:
             measured[backend] = cold.run(_measure(url, backend, rounds))
-        floor = cold.run(cold.floor_cpu_ms(url, rounds=rounds[0]))
     results = []
     for backend, figures in measured.items():
-        results += _rows(backend, figures, floor)
+        results += _rows(backend, figures)
     other = BACKENDS[1]
     if other not in measured:
         return results
@@ -108,7 +121,7 @@ def run(
     return results
 
 
-def _rows(backend: Backend, figures: Measured, floor_cpu: float) -> list[Result]:
+def _rows(backend: Backend, figures: Measured) -> list[Result]:
     is_default = backend == DEFAULT_BACKEND
     label = f"{backend}{' (default)' if is_default else ''}"
     ideal = 2 * LATENCY_MS
@@ -130,7 +143,7 @@ def _rows(backend: Backend, figures: Measured, floor_cpu: float) -> list[Result]
         cpu_row(
             f"fan-out 1+{RESOURCES} reads, client CPU ms vs a bare aiohttp client's, {label}",
             figures.fanout_cpu_ms,
-            floor_cpu,
+            figures.floor_cpu_ms,
         ),
         Result(
             f"sequential 1+{RESOURCES} reads vs fan-out, {label}",

@@ -61,6 +61,15 @@ class ServerProcess:
         utime, stime = int(fields[11]), int(fields[12])
         return (utime + stime) / _CLOCK_TICKS
 
+    def thread_cpu_seconds(self) -> float:
+        """CPU of the process's live threads, to the nanosecond (/proc/<pid>/task/*/schedstat):
+        for short intervals over which no thread ends (one that ends takes its time along)."""
+        total = 0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
+
     def rss_bytes(self, field: str = "VmRSS") -> int:
         """Resident memory from /proc: VmRSS now, or VmHWM, the peak so far."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
