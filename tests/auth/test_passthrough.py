@@ -124,8 +124,15 @@ def test_the_gateways_own_key_never_signs_for_callers(simulator: BackgroundServe
         simulator.url, ADMIN_KEY, auth_mode="passthrough", rate_limit_per_second=0
     )
     with running_gateway(settings) as gateway:
-        assert rest(gateway, "GET", "/boot-sources", USER_KEY).status_code == 403
-        assert rest(gateway, "GET", "/boot-sources", None).status_code == 401
+        as_user = rest(gateway, "GET", "/boot-sources", USER_KEY)
+        reached = upstream_counts(simulator.url)
+        anonymous = rest(gateway, "GET", "/boot-sources", None)
+
+        # MAAS refused the user's own key (the gateway's would have been let in) ...
+        assert (as_user.status_code, as_user.json()["error"]["code"]) == (403, "FORBIDDEN")
+        # ... and nothing was signed for a caller without a key.
+        assert (anonymous.status_code, error_of(anonymous)) == (401, DENIED)
+        assert upstream_counts(simulator.url) == reached
 
 
 def test_passthrough_refuses_settings_for_service_mode() -> None:

@@ -142,6 +142,8 @@ def test_a_credential_given_twice_is_refused(
 def test_unknown_routes_under_the_api_need_a_credential_too(gateway: BackgroundServer) -> None:
     response = rest(gateway, "GET", "/no-such-route")
     assert response.status_code == 401
+    assert response.json()["error"]["code"] == "UNAUTHENTICATED"
+    assert response.headers["www-authenticate"] == 'Bearer realm="maas-gateway"'
 
 
 def test_docs_and_the_graphiql_page_need_no_credential(gateway: BackgroundServer) -> None:

@@ -1361,6 +1361,8 @@ class TestResponseCache:
         cache.invalidate(Family.BOOT_RESOURCE, scope=1)
 
         assert not responses.set(ALICE, "q", b"body", tracker)
+        assert responses.lookup(ALICE, "q") is None
+        assert responses.stats()["refused"] == 1
 
     async def test_entry_and_byte_bounds_evict_least_recently_used(
         self, cache: EntityCache

@@ -11,7 +11,7 @@ import pytest
 
 from app.cli.server import BackgroundServer, bind_socket
 from tests.faults.conftest import DEADLINE, TIMEOUT, GatewayFactory
-from tests.gateway import gql, set_faults
+from tests.gateway import gql, reset_counts, set_faults, upstream_counts
 from tests.leaks import Resources
 
 LIST_SOURCES = "{ bootSources { id url } }"
@@ -110,7 +110,13 @@ def test_short_burst_of_503s_is_retried_away(
 ) -> None:
     gateway = start_gateway(maas_retries=2, **NO_CACHE)
     set_faults(simulator.url, {"path": "boot-sources", "status": 503, "times": 2})
-    assert rest_read(gateway.url).status_code == 200
+    reset_counts(simulator.url)
+
+    response = rest_read(gateway.url)
+
+    assert response.status_code == 200
+    assert [source["url"] for source in response.json()]
+    assert upstream_counts(simulator.url) == {"GET /MAAS/api/2.0/boot-sources/": 3}
 
 
 def test_stale_answer_is_served_when_maas_fails_within_stale_if_error(

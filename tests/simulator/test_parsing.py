@@ -166,7 +166,10 @@ def test_op_path_suffix_is_unknown_when_before_3_3(
 
 
 def test_empty_op_falls_back_to_crud(admin: Maas) -> None:
-    assert admin.get("boot-resources/", params={"op": ""}).status_code == 200
+    response = admin.get("boot-resources/", params={"op": ""})
+
+    assert response.status_code == 200
+    assert response.json() == admin.get("boot-resources/").json() != []
 
 
 def test_unknown_op_is_unrecognised_signature(admin: Maas) -> None:
@@ -199,6 +202,7 @@ def test_delete_with_the_empty_multipart_body(admin: Maas) -> None:
     response = admin.delete(f"boot-resources/{created['id']}/")
 
     assert response.status_code == 204
+    assert admin.get(f"boot-resources/{created['id']}/").status_code == 404
 
 
 def test_malformed_json_body_is_a_bad_request(admin: Maas) -> None:
