@@ -256,3 +256,56 @@ def test_loading_a_file_that_cannot_be_used_fails(tmp_path: Path) -> None:
         TokenStore(path).load()
     with pytest.raises(FileNotFoundError):
         TokenStore(tmp_path / "absent").load()
+
+
+def test_a_store_never_loaded_reads_its_file_at_the_first_lookup(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.now = 0.0  # a monotonic clock may start at zero
+    path = tmp_path / "tokens"
+    store = TokenStore(path, check_interval=5, clock=clock)
+    assert store.lookup("mgw_one") is None  # no file yet: nothing admitted, nothing raised
+
+    write(path, token_line("mgw_one", "one", [READ]))
+    store.request_reload()
+
+    assert store.lookup("mgw_one") is not None
+
+
+def test_a_reload_request_at_the_clocks_start_reads_at_once(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.now = 0.0
+    path = tmp_path / "tokens"
+    write(path, token_line("mgw_one", "one", [READ]))
+    store = TokenStore(path, check_interval=5, clock=clock)
+    store.load()
+    write(path, token_line("mgw_two", "two", [READ]))
+    clock.now = 0.5
+
+    store.request_reload()
+
+    assert store.lookup("mgw_two") is not None
+
+
+def test_every_load_and_change_moves_the_generation_once(store: TokenStore, clock: Clock) -> None:
+    store.load()
+    assert store.generation == 2
+    write(store.path, token_line("mgw_two", "two", [READ]))
+    for _ in range(3):
+        clock.now += 5
+        store.current()
+
+    assert store.generation == 3
+
+
+def test_a_file_that_cannot_be_read_keeps_the_tokens_and_says_why(
+    store: TokenStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.path.unlink()
+    store.path.mkdir()  # stat works, reading does not
+    clock.now += 5
+    with caplog.at_level(logging.ERROR, logger="app.auth.tokens"):
+        assert store.lookup("mgw_one") is not None
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"kept the previous gateway tokens: {store.path}: Is a directory"
+    ]
