@@ -200,14 +200,16 @@ class _Poller:
                 await asyncio.sleep(self._hub._interval)
         # With Redis, one replica polls for the principal while it holds the lease; the others
         # follow what it announces and try for the lease four times an interval, so a dead
-        # leader's lease (1.5 intervals) is taken within two.
+        # leader's lease (1.5 intervals) is taken within two. The leader renews it four times
+        # an interval too, so only a poll longer than 1.25 intervals lets it lapse.
         interval = self._hub._interval
+        lease = 1.5 * interval
         topic = redis.topic(self._caller.principal)
         stop = redis.follow(topic, self._heard)
         leading = False
         try:
             while True:
-                leading = await redis.lead(topic, lease=1.5 * interval)
+                leading = await redis.lead(topic, lease=lease)
                 if not leading:
                     await asyncio.sleep(interval / 4)
                     continue
@@ -215,7 +217,10 @@ class _Poller:
                     return
                 if self._last is not None:
                     await redis.announce(topic, self._last)
-                await asyncio.sleep(interval)
+                for _ in range(3):
+                    await asyncio.sleep(interval / 4)
+                    leading = await redis.lead(topic, lease=lease)
+                await asyncio.sleep(interval / 4)
         finally:
             stop()
             if leading:

@@ -571,7 +571,7 @@ def test_one_replica_polls_import_progress_for_all_and_another_takes_over_when_i
     simulator: BackgroundServer, redis_server: RedisServer
 ) -> None:
     set_simulator_config(simulator.url, import_duration_s=30.0)
-    poll = ("import_poll_interval=0.2", "cache_ttl_while_importing=0.1")
+    poll = ("import_poll_interval=0.5", "cache_ttl_while_importing=0.1")
     with limited_replicas(3, simulator, redis_server.url, *poll) as started, ExitStack() as stack:
         sockets = [stack.enter_context(subscription(r.url, PROGRESS)) for r in started]
         firsts = [next_payload(ws, timeout=30) for ws in sockets]
