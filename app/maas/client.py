@@ -823,6 +823,8 @@ class MaasClient:
             self._observe(operation, method, code, started)
             raise
         self._observe(operation, method, str(response.status_code), started)
+        if log.isEnabledFor(logging.DEBUG):  # no string is built for a line nobody reads
+            log.debug("MAAS %s %s: %s", method, operation, response.status_code)
         return response
 
     def _observe(self, operation: str, method: str, outcome: str, started: float) -> None:

@@ -278,9 +278,10 @@ def test_access_log_line_describes_each_request(gateway: BackgroundServer) -> No
         "list_boot_sources",
         1,
     )
-    # Lines logged while a request is answered carry its id too (here httpx's, at debug).
+    # Lines logged while a request is answered carry its id too (here the MAAS client's, at
+    # debug, one per exchange).
     assert any(
-        line["logger"] == "httpx" and line.get("request_id") == "req-graphql-1"
+        line["logger"] == "app.maas.client" and line.get("request_id") == "req-graphql-1"
         for line in log.lines
     )
 
