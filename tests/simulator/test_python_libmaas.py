@@ -4,8 +4,9 @@ multipart bodies and uploads through `upload_uri`. What it reads must be what MA
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from typing import Any
 
@@ -19,6 +20,17 @@ from .helpers import Maas, keys
 
 ServerFactory = Callable[..., BackgroundServer]
 VERSIONS = ["2.9", "3.2", "3.4", "3.5", "3.6", "3.8"]
+
+
+@pytest.fixture(autouse=True)
+def event_loop() -> Iterator[None]:
+    """python-libmaas runs each call on `asyncio.get_event_loop()`, which an earlier test's
+    `asyncio.run` leaves unset in the main thread: give it a loop of its own."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def libmaas(server: BackgroundServer) -> tuple[Any, Maas]:
