@@ -90,6 +90,15 @@ async def test_a_token_stands_for_its_name_and_scopes_under_a_principal_of_its_h
     assert identity.caller.principal == f"token:{token_digest('mgw_1')[:24]}"
     assert callers.authenticate("  bearer   mgw_1  ") is identity
     assert callers.confirmed(identity.caller)
+    assert callers.default is not None
+    assert identity.caller.maas is callers.default.maas  # the gateway's own key signs
+
+
+async def test_without_a_tokens_file_every_token_is_refused(resolver: Resolver) -> None:
+    callers = await resolver(anonymous_scopes="read")
+
+    with pytest.raises(Unauthenticated, match=r"^missing or invalid credentials$"):
+        callers.authenticate("Bearer mgw_1")
 
 
 @pytest.mark.parametrize(
@@ -148,13 +157,19 @@ async def test_a_changed_tokens_file_changes_what_a_seen_header_stands_for(
 async def test_identities_of_removed_tokens_are_not_kept_for_ever(
     resolver: Resolver, tmp_path: Path
 ) -> None:
-    callers = await resolver(tokens_file=tokens_file(tmp_path, token_line("mgw_0", "t", [READ])))
+    keeper = token_line("mgw_keeper", "keeper", [READ])
+    callers = await resolver(tokens_file=tokens_file(tmp_path, keeper))
     assert callers.tokens is not None
-    for n in range(100):
-        tokens_file(tmp_path, token_line(f"mgw_{n}", "t", [READ]))
+    held = []
+    for n in range(150):
+        tokens_file(tmp_path, keeper, token_line(f"mgw_{n}", "t", [READ]))
         callers.tokens.request_reload()
         assert callers.authenticate(f"Bearer mgw_{n}").name == "t"
-        assert len(callers._by_token) <= 2 * 1 + 64 + 1
+        held.append(len(callers._by_token))
+
+    # Up to twice the tokens in the file, plus 64, are kept; past that they start over.
+    assert max(held) == 2 * 2 + 64 + 1
+    assert held[2 * 2 + 64 + 1] == 1
 
 
 async def test_a_maas_key_stands_for_its_own_fingerprint_with_read_and_write(
@@ -246,6 +261,10 @@ async def test_the_bucket_of_a_token_is_its_own_whatever_its_address(
     await callers.throttle(identity, "10.0.0.1")
     with pytest.raises(RateLimited):
         await callers.throttle(identity, "10.0.0.2")
+    assert callers.tokens is not None
+    tokens_file(tmp_path, token_line("mgw_1", "ci", [READ]), token_line("mgw_2", "cd", [READ]))
+    callers.tokens.request_reload()
+    await callers.throttle(callers.authenticate("Bearer mgw_2"), "10.0.0.1")  # its own bucket
     off = await resolver(anonymous_scopes="read", rate_limit_per_second=0)
     for _ in range(300):
         await off.throttle(off.authenticate(None))
@@ -272,3 +291,35 @@ async def test_costs_are_spent_from_a_budget_per_caller(resolver: Resolver, tmp_
     assert spent.value.details == {"cost": {"estimated": 3, "budget": 10}}
     assert spent.value.retry_after == 6.0
     await callers.spend(anonymous, 10, "b")  # another address: another budget
+
+
+async def test_a_cost_of_one_counts(resolver: Resolver) -> None:
+    callers = await resolver(anonymous_scopes="read", cost_budget=2, cost_budget_window=100)
+    anonymous = callers.authenticate(None)
+    for _ in range(2):
+        await callers.spend(anonymous, 1)
+
+    with pytest.raises(RateLimited, match=r"^cost budget exceeded: retry in 50 s$"):
+        await callers.spend(anonymous, 1)
+
+
+async def test_a_wait_under_a_second_still_refuses_for_a_whole_second(resolver: Resolver) -> None:
+    callers = await resolver(anonymous_scopes="read", cost_budget=20, cost_budget_window=1)
+    anonymous = callers.authenticate(None)
+    await callers.spend(anonymous, 20)
+
+    with pytest.raises(RateLimited) as spent:
+        await callers.spend(anonymous, 15)  # 0.75 s at 20 a second, less what refilled since
+
+    assert spent.value.message == "cost budget exceeded: retry in 1 s"
+    assert spent.value.retry_after == 1.0
+
+
+async def test_costs_are_free_without_a_budget(resolver: Resolver) -> None:
+    callers = await resolver(anonymous_scopes="read", cost_budget=0)
+    anonymous = callers.authenticate(None)
+
+    for _ in range(3):
+        await callers.spend(anonymous, 1_000_000)
+
+    assert callers.budget is None
