@@ -200,6 +200,8 @@ def run_mutmut(target: Target, workdir: Path, max_children: int, timeout: float)
 def score(target: Target, workdir: Path, equivalents: dict[str, str]) -> tuple[Score, list[str]]:
     """The module's verdicts, and what is wrong with the equivalents listed for it."""
     meta = workdir / "mutants" / f"{target.path}.meta"
+    if not meta.exists():  # stopped before its mutants were made, or never run
+        return Score(target, Counter(), [], 0, 0.0, False), [f"{target.path}: no verdicts"]
     exit_codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     statuses: Counter[str] = Counter()
     survivors = []

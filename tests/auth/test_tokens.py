@@ -262,13 +262,12 @@ def test_a_store_never_loaded_reads_its_file_at_the_first_lookup(tmp_path: Path)
     clock = Clock()
     clock.now = 0.0  # a monotonic clock may start at zero
     path = tmp_path / "tokens"
-    store = TokenStore(path, check_interval=5, clock=clock)
-    assert store.lookup("mgw_one") is None  # no file yet: nothing admitted, nothing raised
-
+    absent = TokenStore(tmp_path / "absent", check_interval=5, clock=clock)
     write(path, token_line("mgw_one", "one", [READ]))
-    store.request_reload()
+    store = TokenStore(path, check_interval=5, clock=clock)
 
-    assert store.lookup("mgw_one") is not None
+    assert absent.lookup("mgw_one") is None  # no file: nothing admitted, nothing raised
+    assert store.lookup("mgw_one") == TokenEntry("one", frozenset({READ}), token_digest("mgw_one"))
 
 
 def test_a_reload_request_at_the_clocks_start_reads_at_once(tmp_path: Path) -> None:
@@ -283,7 +282,8 @@ def test_a_reload_request_at_the_clocks_start_reads_at_once(tmp_path: Path) -> N
 
     store.request_reload()
 
-    assert store.lookup("mgw_two") is not None
+    assert store.lookup("mgw_two") == TokenEntry("two", frozenset({READ}), token_digest("mgw_two"))
+    assert store.generation == 2
 
 
 def test_every_load_and_change_moves_the_generation_once(store: TokenStore, clock: Clock) -> None:
