@@ -88,8 +88,12 @@ imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers, each taking a whole test file (module fixtures stay in one process): the suite
+# mostly waits on sockets and subprocesses, so this halves it on two cores.
+PYTEST_WORKERS ?= 2
+
 pytest: $(STAMP) assets clients openapi-tools chart-tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # Asserts only narrow types here (as ruff's S101 ignore says), so B101 is skipped.
 security: $(STAMP)
