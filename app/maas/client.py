@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from http.cookiejar import Cookie, CookieJar
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlencode
@@ -151,35 +150,6 @@ def _absolute_url(api_root: str, relative: str) -> httpx.URL:
 _HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json, */*;q=0.9"}
 
 
-def _http_client(
-    api_root: str, transport: httpx.AsyncBaseTransport, timeouts: httpx.Timeout
-) -> httpx.AsyncClient:
-    """The httpx client that owns the transport and states the pool's defaults."""
-    return httpx.AsyncClient(
-        base_url=api_root,
-        transport=transport,
-        timeout=timeouts,
-        follow_redirects=False,
-        trust_env=False,
-        cookies=_NoCookies(),
-        headers=_HEADERS,
-    )
-
-
-class _NoCookies(CookieJar):
-    """Keeps nothing: MAAS's API needs no cookies, and one pool serves callers with different
-    credentials, so a cookie set for one must never ride on another's request."""
-
-    def extract_cookies(self, response: object, request: object) -> None:
-        return
-
-    def add_cookie_header(self, request: object) -> None:
-        return
-
-    def set_cookie(self, cookie: Cookie) -> None:
-        return
-
-
 def _check_id(name: str, value: object) -> int:
     # Ids go into the path unvalidated by MAAS's URL patterns, which 500 on junk (§9.22).
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -193,11 +163,11 @@ def _check_id(name: str, value: object) -> int:
 class _Pool:
     """What every view of one client shares: the connection pool, the bound and the policy."""
 
-    http: httpx.AsyncClient
     transport: httpx.AsyncBaseTransport
-    """The client's own transport: each request goes to it straight, signed and complete, so
-    httpx's client adds no second build, merge and auth flow per request (docs/architecture.md,
-    "Performance model"); the client owns its lifecycle and its defaults."""
+    """Each request goes to it straight, signed and complete: httpx's AsyncClient would add a
+    second build, header merge, cookie jar and auth flow per request (docs/architecture.md,
+    "Performance model"). No cookie is ever kept, so none set for one caller rides on
+    another's request."""
     headers: tuple[tuple[str, str], ...]
     timeouts: dict[str, float | None]
     api_root: str
@@ -216,7 +186,7 @@ class _Pool:
 class MaasClient:
     """Typed async calls to MAAS's boot-resource, boot-source and selection API.
 
-    All views made by `bind` share one `httpx.AsyncClient`, one concurrency bound and one
+    All views made by `bind` share one httpx transport, one concurrency bound and one
     policy; each signs with its own credentials. Only the client that built the pool closes it.
     """
 
@@ -254,7 +224,6 @@ class MaasClient:
         timeouts = httpx.Timeout(timeout, connect=connect_timeout)
         url = httpx.URL(api_root)
         self._pool = _Pool(
-            http=_http_client(api_root, transport, timeouts),
             transport=transport,
             headers=tuple(_HEADERS.items()),
             timeouts=timeouts.as_dict(),
@@ -330,7 +299,7 @@ class MaasClient:
 
     async def aclose(self) -> None:
         if self._owner:
-            await self._pool.http.aclose()
+            await self._pool.transport.aclose()
 
     async def __aenter__(self) -> Self:
         return self

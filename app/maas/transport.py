@@ -61,7 +61,7 @@ class AiohttpTransport(_AiohttpTransport):
         )
         # The session keeps no cookies: aiohttp's default jar sends every cookie a server set
         # on every later request, whichever caller's credential signs it, and one pool serves
-        # every caller (the httpx side refuses them too, maas/client.py _NoCookies).
+        # every caller (and the client sends to this transport straight, with no jar of its own).
         session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         # aiohttp silently resends a GET/PUT/DELETE once when the peer drops the connection.
         # A chunk PUT appends (maas-api.md §5.5), so a resend could apply it twice; there is no
