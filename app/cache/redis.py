@@ -494,7 +494,6 @@ class RedisBackend:
             async with asyncio.timeout(self._timeout):
                 wait = await self._take(keys=[name], args=[1.0 / rate, burst, amount])
         except Exception as error:
-            self.errors += 1
             self._error("bucket", error)
             return None
         return float(wait)
